@@ -1,0 +1,1 @@
+"""Routing policies: pure ranking logic over a health snapshot. No I/O."""

@@ -1,0 +1,237 @@
+"""What every provider adapter shares: the data an attempt carries in and out, and the Protocol.
+
+Adapters are sans-I/O at heart: :meth:`Provider.build_request` turns a :class:`Batch` into an
+``httpx.Request`` and :meth:`Provider.parse_response` turns the provider's answer into an
+:class:`AttemptResult`. The I/O (and the classification of transport errors, which is the same
+for every provider) lives in :mod:`providers.http`.
+
+Outcome of an attempt, per recipient:
+
+* ``ACCEPTED``: the provider took the message (with its message id when it gives one).
+* ``REJECTED``: the provider provably did not send it (connect error, documented refusal,
+  HTTP 4xx with an error body). Only these may fail over to another provider.
+* ``UNKNOWN``: it may have been sent (timeout after the request was written, 5xx, unreadable
+  body). Never re-sent by default.
+"""
+
+from __future__ import annotations
+
+import enum
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import httpx
+
+    from providers.settings import ProviderSettings
+
+
+class Verdict(enum.StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"
+
+
+class FaultKind(enum.StrEnum):
+    """Whose fault a failure is; decides failover and breaker accounting."""
+
+    PROVIDER = "provider"  # fail over, counts against the breaker
+    CREDENTIALS = "credentials"  # fail over, counts against the breaker, alert an operator
+    MESSAGE = "message"  # bad number / unapproved template: no failover, no breaker count
+
+
+class ErrorClass(enum.StrEnum):
+    """Bounded label set for metrics and traces."""
+
+    CONNECT = "connect"
+    TIMEOUT = "timeout"
+    HTTP_5XX = "http_5xx"
+    HTTP_4XX = "http_4xx"
+    MALFORMED = "malformed"
+    REFUSED = "refused"  # a documented business refusal from the provider
+    AUTH = "auth"
+    PROTOCOL = "protocol"  # connection dropped or protocol error after the request was written
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """Why an attempt (or one recipient of it) did not succeed. Never holds a secret."""
+
+    kind: FaultKind
+    error_class: ErrorClass
+    code: str | None = None  # the provider's own error code, when it gave one
+    detail: str = ""  # human-readable, safe to log
+
+    @property
+    def counts_against_breaker(self) -> bool:
+        return self.kind is not FaultKind.MESSAGE
+
+
+@dataclass(frozen=True, slots=True)
+class Mobile:
+    """A validated, normalised mobile number (see :func:`router.mobile.normalise`)."""
+
+    e164: str  # "+8613800138000"
+    country_code: int  # 86
+    national: str  # "13800138000"
+    region: str  # ISO region, "CN", "HK", ...
+
+    @property
+    def is_mainland(self) -> bool:
+        return self.country_code == 86
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A scene's definition from config, as adapters see it."""
+
+    key: str
+    content: str | None  # free text with {placeholders}; None for template-only scenes
+    # Per provider-name options: ``template_id``, ``params`` (ordered names for positional
+    # template data), ``send_type``, ``business_type``, ``approved`` ...
+    provider_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderRequest:
+    """What an adapter needs to render a message: the scene (if any), params, or free content."""
+
+    template: Template | None
+    params: Mapping[str, str]
+    content: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A message in one provider's terms."""
+
+    content: str | None = None
+    template_id: str | None = None
+    template_params: tuple[str, ...] = ()
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One provider request: at most ``provider.max_batch`` mobiles."""
+
+    request_id: str  # our correlation id, sent as requestId / taskId / reqId (<= 32 chars)
+    mobiles: tuple[Mobile, ...]
+    rendered: Rendered
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    mobile: Mobile
+    verdict: Verdict
+    provider_message_id: str | None = None
+    fault: Fault | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """Outcome of one batch at one provider; ``recipients`` covers every mobile of the batch."""
+
+    provider: str
+    verdict: Verdict  # the batch-level verdict (ACCEPTED if any recipient was accepted)
+    recipients: tuple[RecipientResult, ...]
+    fault: Fault | None = None
+    http_status: int | None = None
+
+    @classmethod
+    def uniform(
+        cls,
+        provider: str,
+        batch: Batch,
+        verdict: Verdict,
+        *,
+        fault: Fault | None = None,
+        message_id: str | None = None,
+        http_status: int | None = None,
+    ) -> AttemptResult:
+        """Every recipient of ``batch`` gets the same verdict (per-request providers)."""
+        recipients = tuple(
+            RecipientResult(m, verdict, provider_message_id=message_id, fault=fault)
+            for m in batch.mobiles
+        )
+        return cls(provider, verdict, recipients, fault=fault, http_status=http_status)
+
+
+class DeliveryStatus(enum.StrEnum):
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """A delivery receipt, pushed by the provider or pulled from it."""
+
+    provider: str
+    provider_message_id: str  # the id the send returned (taskId, smsMessageSid, requestId)
+    mobile: str  # as the provider wrote it (may be masked, e.g. "135****9831")
+    status: DeliveryStatus
+    status_code: str  # the carrier/provider code, e.g. "DELIVRD", "UNDELIV", "MBBLACK"
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A reply (MO) from a mobile user."""
+
+    provider: str
+    mobile: str
+    content: str
+    ext_no: str | None = None
+    at: datetime | None = None
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One configured provider account. Holds no routing logic.
+
+    ``name`` is the configured instance name (two Baofoo accounts are two providers);
+    ``kind`` names the adapter module (``baofoo``, ``v1platform``, ``ronglian``).
+    """
+
+    kind: ClassVar[str]
+    name: str
+    max_batch: int
+    settings: ProviderSettings
+
+    def can_reach(self, mobile: Mobile) -> bool:
+        """Whether this provider can deliver to ``mobile`` (region support)."""
+        ...
+
+    def render(self, request: RenderRequest) -> Rendered | None:
+        """The message in this provider's terms, or None if it cannot carry it."""
+        ...
+
+    def build_request(self, batch: Batch) -> httpx.Request:
+        """The exact HTTP request for ``batch`` (pure: no I/O)."""
+        ...
+
+    def parse_response(self, batch: Batch, response: httpx.Response) -> AttemptResult:
+        """Classify the provider's answer (pure: the body is already read)."""
+        ...
+
+
+class _SafeDict(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        raise KeyError(key)
+
+
+def placeholders(template_text: str) -> list[str]:
+    """Names of the ``{placeholders}`` in a content template, in order of first appearance."""
+    names: list[str] = []
+    for _, name, _, _ in string.Formatter().parse(template_text):
+        if name is not None and name not in names:
+            names.append(name)
+    return names
+
+
+def render_content(template_text: str, params: Mapping[str, str]) -> str:
+    """Fill ``{placeholders}``; a missing one raises ``KeyError`` naming it."""
+    return template_text.format_map(_SafeDict(params))

@@ -1,0 +1,174 @@
+"""Machinery every emulator shares: run-time fault injection, request recording, control API."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import anyio
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+class FaultSettings(BaseModel):
+    """What an emulator does wrong, set at run time (``PUT /_emulator/faults``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_s: float = Field(default=0.0, ge=0, description="added before every answer")
+    error_rate: float = Field(default=0.0, ge=0, le=1, description="documented business refusal")
+    timeout_rate: float = Field(default=0.0, ge=0, le=1, description="accept, then hang")
+    http_5xx_rate: float = Field(default=0.0, ge=0, le=1)
+    malformed_rate: float = Field(default=0.0, ge=0, le=1, description="200 with a broken body")
+    outage: bool = Field(default=False, description="answer every send with 503")
+    hang_s: float = Field(default=30.0, ge=0, description="how long a 'timeout' hangs")
+    reject_mobiles: list[str] = Field(
+        default_factory=list, description="national numbers refused with the documented error"
+    )
+    seed: int | None = None
+
+
+class FaultAction(StrEnum):
+    NONE = "none"
+    OUTAGE = "outage"
+    TIMEOUT = "timeout"
+    HTTP_5XX = "http_5xx"
+    MALFORMED = "malformed"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+    fields: Mapping[str, Any]  # parsed form fields or JSON object
+    action: FaultAction
+
+
+@dataclass
+class EmulatorState:
+    """Mutable state of one emulator: its faults, what it received, and what it accepted."""
+
+    faults: FaultSettings = field(default_factory=FaultSettings)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    callback_url: str | None = None
+    receipt_delay_s: float = 0.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def set_faults(self, faults: FaultSettings) -> None:
+        self.faults = faults
+        if faults.seed is not None:
+            self.rng.seed(faults.seed)
+
+    def decide(self) -> FaultAction:
+        """Draw the fault for one send request, in a fixed order of precedence."""
+        f = self.faults
+        if f.outage:
+            return FaultAction.OUTAGE
+        draw = self.rng.random()
+        for rate, action in (
+            (f.timeout_rate, FaultAction.TIMEOUT),
+            (f.http_5xx_rate, FaultAction.HTTP_5XX),
+            (f.malformed_rate, FaultAction.MALFORMED),
+            (f.error_rate, FaultAction.ERROR),
+        ):
+            if draw < rate:
+                return action
+            draw -= rate
+        return FaultAction.NONE
+
+    def reset(self) -> None:
+        self.faults = FaultSettings()
+        self.requests.clear()
+
+    def sent_requests(self, path_suffix: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith(path_suffix)]
+
+
+async def apply_transport_fault(state: EmulatorState, action: FaultAction) -> Response | None:
+    """Added latency, then the faults that look the same at every provider (None: carry on).
+
+    ``ERROR`` is provider-specific (its documented refusal shape) and left to the caller.
+    """
+    if state.faults.latency_s:
+        await anyio.sleep(state.faults.latency_s)
+    if action is FaultAction.OUTAGE:
+        return Response("service unavailable", status_code=503)
+    if action is FaultAction.TIMEOUT:
+        await anyio.sleep(state.faults.hang_s)
+        return Response("too late", status_code=504)
+    if action is FaultAction.HTTP_5XX:
+        return Response("internal error", status_code=500)
+    if action is FaultAction.MALFORMED:
+        return Response(b'{"code": "00", "data": {', media_type="application/json")
+    return None
+
+
+def json_response(payload: object, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json")
+
+
+def control_routes(state: EmulatorState) -> list[Route]:
+    """``/_emulator/faults`` (GET, PUT), ``/_emulator/requests`` (GET), ``/_emulator/reset``."""
+
+    async def get_faults(_: Request) -> Response:
+        return JSONResponse(state.faults.model_dump())
+
+    async def put_faults(request: Request) -> Response:
+        try:
+            faults = FaultSettings.model_validate_json(await request.body())
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422)
+        state.set_faults(faults)
+        return JSONResponse(faults.model_dump())
+
+    async def get_requests(_: Request) -> Response:
+        return json_response(
+            [
+                {
+                    "method": r.method,
+                    "path": r.path,
+                    "query": dict(r.query),
+                    "fields": dict(r.fields),
+                    "action": r.action.value,
+                }
+                for r in state.requests
+            ]
+        )
+
+    async def reset(_: Request) -> Response:
+        state.reset()
+        return JSONResponse({"reset": True})
+
+    return [
+        Route("/_emulator/faults", get_faults, methods=["GET"]),
+        Route("/_emulator/faults", put_faults, methods=["PUT"]),
+        Route("/_emulator/requests", get_requests, methods=["GET"]),
+        Route("/_emulator/reset", reset, methods=["POST"]),
+    ]
+
+
+async def record(state: EmulatorState, request: Request, fields: Mapping[str, Any]) -> FaultAction:
+    """Record a send request and draw its fault."""
+    action = state.decide()
+    state.requests.append(
+        RecordedRequest(
+            method=request.method,
+            path=request.url.path,
+            query=dict(request.query_params),
+            headers=dict(request.headers),
+            body=await request.body(),
+            fields=dict(fields),
+            action=action,
+        )
+    )
+    return action

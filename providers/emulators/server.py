@@ -1,0 +1,84 @@
+"""Run an ASGI app on a loopback port: in the current event loop, or in a background thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+import anyio
+import uvicorn
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _config(app: Any, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="auto"
+    )
+
+
+class ThreadedServer:
+    """A uvicorn server in a daemon thread; ``stop()`` then ``start()`` again for outages.
+
+    >>> with ThreadedServer(app) as server:
+    ...     httpx.get(server.url + "/_emulator/faults")
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.app = app
+        self.host = host
+        self.port = port or free_port(host)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        server = uvicorn.Server(_config(self.app, self.host, self.port))
+        thread = threading.Thread(target=server.run, name=f"emulator:{self.port}", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"server on {self.url} did not start")
+            time.sleep(0.01)
+        self._server, self._thread = server, thread
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join(timeout_s)
+        self._server, self._thread = None, None
+
+    def __enter__(self) -> ThreadedServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+async def serve_in_loop(
+    app: Any, host: str, port: int, *, task_status: anyio.abc.TaskStatus[None]
+) -> None:
+    """Serve ``app`` as a task of the running loop; reports started once it is listening."""
+    server = uvicorn.Server(_config(app, host, port))
+    # _serve skips uvicorn's signal capture: the process owner (the sidecar) handles signals.
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server._serve)
+        while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+            await anyio.sleep(0.01)
+        task_status.started()

@@ -1,0 +1,81 @@
+"""Sending a batch over HTTP and classifying what went wrong, the same way for every provider.
+
+The rule that keeps the router from double sending: an error is ``REJECTED`` (safe to fail over)
+only when the request provably never reached the provider, i.e. the connection was never
+established. Anything that can happen after the request was written (read timeout, dropped
+connection, 5xx, unreadable body) is ``UNKNOWN``.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from providers.base import AttemptResult, Batch, ErrorClass, Fault, FaultKind, Provider, Verdict
+
+try:  # aiohttp is optional at the transport level; only used to refine its exceptions
+    import aiohttp
+
+    _AIOHTTP_NOT_CONNECTED: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError,)
+    _AIOHTTP_ANY: tuple[type[BaseException], ...] = (aiohttp.ClientError,)
+except ImportError:  # pragma: no cover
+    _AIOHTTP_NOT_CONNECTED = ()
+    _AIOHTTP_ANY = ()
+
+
+def classify_exception(exc: httpx.HTTPError) -> tuple[Verdict, Fault]:
+    """Map a transport error to a verdict. Only "never connected" is a provable rejection."""
+    cause = exc.__cause__
+    if _AIOHTTP_ANY and isinstance(cause, _AIOHTTP_ANY):
+        # httpx-aiohttp maps every aiohttp ClientConnectionError (including "server
+        # disconnected" after the request was written) to ConnectTimeout, so decide on the cause.
+        if isinstance(cause, _AIOHTTP_NOT_CONNECTED):
+            return Verdict.REJECTED, _provider_fault(ErrorClass.CONNECT, exc)
+        if isinstance(exc, httpx.TimeoutException):
+            return Verdict.UNKNOWN, _provider_fault(ErrorClass.TIMEOUT, exc)
+        return Verdict.UNKNOWN, _provider_fault(ErrorClass.PROTOCOL, exc)
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return Verdict.REJECTED, _provider_fault(ErrorClass.CONNECT, exc)
+    if isinstance(exc, httpx.TimeoutException):
+        return Verdict.UNKNOWN, _provider_fault(ErrorClass.TIMEOUT, exc)
+    return Verdict.UNKNOWN, _provider_fault(ErrorClass.PROTOCOL, exc)
+
+
+def _provider_fault(error_class: ErrorClass, exc: BaseException) -> Fault:
+    # The exception text may contain the URL; adapters keep secrets out of URLs except
+    # Ronglian's sig, which is a one-day signature, so only the exception type is kept.
+    return Fault(FaultKind.PROVIDER, error_class, detail=type(exc).__name__)
+
+
+def status_fault(response: httpx.Response) -> tuple[Verdict, Fault] | None:
+    """Verdict for a non-2xx status that the adapter did not explain itself."""
+    code = response.status_code
+    if code >= 500:
+        return Verdict.UNKNOWN, Fault(FaultKind.PROVIDER, ErrorClass.HTTP_5XX, str(code))
+    if code in (401, 403):
+        return Verdict.REJECTED, Fault(FaultKind.CREDENTIALS, ErrorClass.AUTH, str(code))
+    if code >= 400:
+        return Verdict.REJECTED, Fault(FaultKind.PROVIDER, ErrorClass.HTTP_4XX, str(code))
+    return None
+
+
+def malformed(provider: str, batch: Batch, response: httpx.Response, why: str) -> AttemptResult:
+    """The provider answered 2xx but we cannot read the answer: it may have sent."""
+    fault = Fault(FaultKind.PROVIDER, ErrorClass.MALFORMED, detail=why)
+    return AttemptResult.uniform(
+        provider, batch, Verdict.UNKNOWN, fault=fault, http_status=response.status_code
+    )
+
+
+async def send_batch(provider: Provider, client: httpx.AsyncClient, batch: Batch) -> AttemptResult:
+    """Send ``batch`` through ``client`` and classify the outcome. Never raises httpx errors."""
+    request = provider.build_request(batch)
+    try:
+        response = await client.send(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+    except httpx.HTTPError as exc:
+        verdict, fault = classify_exception(exc)
+        return AttemptResult.uniform(provider.name, batch, verdict, fault=fault)
+    return provider.parse_response(batch, response)

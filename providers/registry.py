@@ -1,0 +1,32 @@
+"""The one list of provider kinds. Adding a provider: one module, one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from providers.base import Provider
+from providers.settings import ProviderSettings
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterSpec:
+    kind: str
+    settings_type: type[ProviderSettings]
+    # (instance name, validated settings, clock for signatures) -> adapter
+    factory: Callable[..., Provider]
+
+
+def _specs() -> dict[str, AdapterSpec]:
+    from providers import baofoo, ronglian, v1platform
+
+    return {
+        "baofoo": AdapterSpec("baofoo", baofoo.BaofooSettings, baofoo.BaofooProvider),
+        "v1platform": AdapterSpec(
+            "v1platform", v1platform.V1PlatformSettings, v1platform.V1PlatformProvider
+        ),
+        "ronglian": AdapterSpec("ronglian", ronglian.RonglianSettings, ronglian.RonglianProvider),
+    }
+
+
+ADAPTERS: dict[str, AdapterSpec] = _specs()

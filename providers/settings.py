@@ -1,0 +1,31 @@
+"""Settings every provider account shares; each adapter extends :class:`ProviderSettings`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class ProviderSettings(BaseModel):
+    """Common per-provider configuration. Secrets are ``SecretStr`` and never print."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    enabled: bool = True
+    base_url: str = Field(description="scheme://host[:port] of the provider API")
+    weight: float = Field(default=1.0, ge=0, description="share of primary traffic (failover)")
+    max_batch: int = Field(default=200, ge=1, description="most mobiles per request")
+    concurrency: int = Field(default=32, ge=1, description="most requests in flight")
+    rate_limit_rps: float | None = Field(default=None, gt=0, description="requests per second")
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0, description="whole-request timeout")
+    price_per_part: float = Field(default=0.0, ge=0, description="cost of one SMS part")
+    regions: Literal["mainland", "international", "all"] = "mainland"
+    signature: str = Field(default="", description="e.g. 【Brand】, prepended to content")
+
+
+def secret(value: SecretStr) -> str:
+    """The secret's value, for building a request. Never log what this returns."""
+    return value.get_secret_value()

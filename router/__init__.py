@@ -1,0 +1,1 @@
+"""sms-router: a resilient multi-provider SMS routing engine."""

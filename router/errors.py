@@ -1,0 +1,96 @@
+"""The exception hierarchy of sms-router.
+
+Every error the library raises derives from :class:`RouterError`, and every message says what
+the caller should fix. Errors are sorted by what the router must do about them::
+
+    RouterError
+    ├── ConfigError                 bad or missing configuration; names the bad key
+    │   └── CredentialsError        a provider's credentials are missing (never shows them)
+    ├── MessageError                the caller's message is at fault: no failover, no breaker count
+    │   ├── InvalidMobileError      a mobile number phonenumbers cannot validate
+    │   ├── UnknownTemplateError    a scene/template key not in the config
+    │   ├── MissingParamError       a template parameter the message did not supply
+    │   └── NoRouteError            no enabled provider can render or reach the message
+    ├── IdempotencyConflictError    an idempotency key reused with a different payload
+    ├── StateStoreError             the shared state store (Redis) is unreachable; fail closed
+    └── ProviderResponseError       internal: a provider answered in a shape we cannot read
+
+Provider faults themselves (connect errors, 5xx, refusals) are not raised: adapters classify
+them into :class:`providers.base.Fault` values carried in the result, because a batch can fail
+for one provider and succeed on the next.
+"""
+
+from __future__ import annotations
+
+
+class RouterError(Exception):
+    """Root of every error raised by sms-router."""
+
+
+class ConfigError(RouterError):
+    """The configuration is invalid. ``key`` names the offending setting (dotted path)."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"config key {key!r}: {problem}")
+
+
+class CredentialsError(ConfigError):
+    """A provider's credentials are missing or unusable. The message never contains a secret."""
+
+
+class MessageError(RouterError):
+    """The message itself is at fault; sending it elsewhere would not help."""
+
+
+class InvalidMobileError(MessageError):
+    """A mobile number could not be parsed or is not a valid mobile number."""
+
+    def __init__(self, mobile: str, reason: str) -> None:
+        self.mobile = mobile
+        self.reason = reason
+        super().__init__(f"invalid mobile {mobile!r}: {reason}")
+
+
+class UnknownTemplateError(MessageError):
+    """The message names a scene/template key the configuration does not define."""
+
+    def __init__(self, scene: str, known: list[str]) -> None:
+        self.scene = scene
+        super().__init__(
+            f"unknown scene/template {scene!r}; configured scenes are: {', '.join(sorted(known))}"
+        )
+
+
+class MissingParamError(MessageError):
+    """A template placeholder has no value in the message's params."""
+
+    def __init__(self, scene: str, param: str) -> None:
+        self.scene = scene
+        self.param = param
+        super().__init__(f"scene {scene!r} needs parameter {param!r}; add it to Message.params")
+
+
+class NoRouteError(MessageError):
+    """No enabled provider can carry this message (rendering, region or filters)."""
+
+
+class IdempotencyConflictError(RouterError):
+    """The idempotency key was already used for a different message payload."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(
+            f"idempotency key {key!r} was already used for a different message; "
+            "use a new key for a new message"
+        )
+
+
+class StateStoreError(RouterError):
+    """The state store could not be reached; the router refuses to send rather than risk a
+    double send (fail closed)."""
+
+
+class ProviderResponseError(RouterError):
+    """A provider response could not be understood (internal; classified as unknown)."""

@@ -1,0 +1,80 @@
+"""Small frozen events the engine emits; metrics, traces and logs are plug-ins receiving them.
+
+The engine imports neither prometheus_client nor opentelemetry. A sink must be cheap and must not
+raise: :class:`EventBus` swallows (and logs) a failing sink so telemetry never breaks a send.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from providers.base import ErrorClass, Verdict
+
+log = logging.getLogger("router.events")
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFinished:
+    provider: str
+    scene: str
+    batch_size: int
+    verdict: Verdict
+    error_class: ErrorClass | None
+    duration_s: float
+    accepted: int
+    rejected: int
+    unknown: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverTaken:
+    from_provider: str
+    to_provider: str
+    scene: str
+    recipients: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendFinished:
+    scene: str
+    duration_s: float
+    recipients: int
+    by_status: tuple[tuple[str, int], ...]  # (RecipientStatus value, count)
+    replay: bool
+    panic: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerChanged:
+    provider: str
+    old_state: str
+    new_state: str
+
+
+Event = AttemptFinished | FailoverTaken | SendFinished | BreakerChanged
+
+
+class EventSink(Protocol):
+    def handle(self, event: Event) -> None: ...
+
+
+class EventBus:
+    """Fans events out to sinks; a failing sink is logged, never raised to the sender."""
+
+    __slots__ = ("_sinks",)
+
+    def __init__(self, sinks: Sequence[EventSink] = ()) -> None:
+        self._sinks = tuple(sinks)
+
+    def add(self, sink: EventSink) -> None:
+        self._sinks = (*self._sinks, sink)
+
+    def emit(self, event: Event) -> None:
+        for sink in self._sinks:
+            try:
+                sink.handle(event)
+            except Exception:
+                log.exception("event sink %r failed on %s", sink, type(event).__name__)

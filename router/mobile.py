@@ -1,0 +1,43 @@
+"""Validate and normalise mobile numbers with phonenumbers (stricter than a regex)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+
+from providers.base import Mobile
+from router.errors import InvalidMobileError
+
+_MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
+
+
+@lru_cache(maxsize=65536)
+def normalise(raw: str, default_region: str = "CN") -> Mobile:
+    """Parse ``raw`` (``+86``/``0086``/``86`` prefixes, spaces, hyphens, full-width digits).
+
+    Raises :class:`InvalidMobileError` saying why the number is not a valid mobile.
+    """
+    text = raw.strip()
+    if not text:
+        raise InvalidMobileError(raw, "empty")
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidMobileError(raw, f"not a phone number ({exc._msg})") from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidMobileError(raw, "not a valid number for its country")
+    if phonenumbers.number_type(number) not in _MOBILE_TYPES:
+        raise InvalidMobileError(raw, "not a mobile number")
+    country_code = number.country_code or 0
+    region = phonenumbers.region_code_for_number(number) or "ZZ"
+    national = phonenumbers.national_significant_number(number)
+    return Mobile(
+        e164=f"+{country_code}{national}",
+        country_code=country_code,
+        national=national,
+        region=region,
+    )

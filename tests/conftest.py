@@ -1,0 +1,31 @@
+"""Fixtures shared by every test: the anyio backend and loopback emulator servers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from providers.emulators.server import ThreadedServer
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Any], ThreadedServer]]:
+    """Start ASGI apps on free loopback ports for the test; all are stopped afterwards."""
+    servers: list[ThreadedServer] = []
+
+    def start(app: Any) -> ThreadedServer:
+        server = ThreadedServer(app)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
