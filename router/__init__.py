@@ -1,1 +1,51 @@
-"""sms-router: a resilient multi-provider SMS routing engine."""
+"""sms-router: a resilient multi-provider SMS routing engine.
+
+Embed it::
+
+    from router import Message, Router, load_settings
+
+    async with Router(load_settings("router.toml")) as router:
+        result = await router.send(
+            Message(mobiles=["13800138000"], scene="login_code", params={"code": "123456"})
+        )
+
+or run it as a sidecar: ``python -m router serve --config router.toml``.
+"""
+
+from router.config import RouterSettings, load_settings
+from router.engine import Explanation, Router
+from router.errors import (
+    ConfigError,
+    CredentialsError,
+    IdempotencyConflictError,
+    InvalidMobileError,
+    MessageError,
+    MissingParamError,
+    NoRouteError,
+    RouterError,
+    StateStoreError,
+    UnknownTemplateError,
+)
+from router.model import Attempt, Message, RecipientOutcome, RecipientStatus, SendResult
+
+__all__ = [
+    "Attempt",
+    "ConfigError",
+    "CredentialsError",
+    "Explanation",
+    "IdempotencyConflictError",
+    "InvalidMobileError",
+    "Message",
+    "MessageError",
+    "MissingParamError",
+    "NoRouteError",
+    "RecipientOutcome",
+    "RecipientStatus",
+    "Router",
+    "RouterError",
+    "RouterSettings",
+    "SendResult",
+    "StateStoreError",
+    "UnknownTemplateError",
+    "load_settings",
+]

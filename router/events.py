@@ -17,7 +17,24 @@ log = logging.getLogger("router.events")
 
 
 @dataclass(frozen=True, slots=True)
+class SendStarted:
+    send_id: str
+    scene: str
+    recipients: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStarted:
+    send_id: str
+    attempt_id: str  # the batch's request id (requestId / taskId / reqId at the provider)
+    provider: str
+    batch_size: int
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptFinished:
+    send_id: str
+    attempt_id: str
     provider: str
     scene: str
     batch_size: int
@@ -31,6 +48,7 @@ class AttemptFinished:
 
 @dataclass(frozen=True, slots=True)
 class FailoverTaken:
+    send_id: str
     from_provider: str
     to_provider: str
     scene: str
@@ -38,7 +56,18 @@ class FailoverTaken:
 
 
 @dataclass(frozen=True, slots=True)
+class PanicSend:
+    """Every candidate's breaker was open; this batch went to the least bad one anyway."""
+
+    send_id: str
+    provider: str
+    scene: str
+    recipients: int
+
+
+@dataclass(frozen=True, slots=True)
 class SendFinished:
+    send_id: str
     scene: str
     duration_s: float
     recipients: int
@@ -54,7 +83,15 @@ class BreakerChanged:
     new_state: str
 
 
-Event = AttemptFinished | FailoverTaken | SendFinished | BreakerChanged
+Event = (
+    SendStarted
+    | AttemptStarted
+    | AttemptFinished
+    | FailoverTaken
+    | PanicSend
+    | SendFinished
+    | BreakerChanged
+)
 
 
 class EventSink(Protocol):

@@ -1,0 +1,169 @@
+"""One settings model for the whole router: a TOML file plus ``ROUTER_*`` environment variables.
+
+Environment variables override the file; nested keys use ``__``, e.g.
+``ROUTER_PROVIDERS__BAOFOO__USER_PASS=...`` sets ``[providers.baofoo] user_pass``. That is the
+place for credentials: keep them out of the file and out of git.
+
+Any error is raised as :class:`router.errors.ConfigError` naming the bad key in dotted form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from providers.base import Template
+from providers.registry import ADAPTERS
+from providers.settings import ProviderSettings
+from router.breaker import BreakerSettings
+from router.errors import ConfigError
+
+TransportKind = Literal["aiohttp", "httpx"]
+
+
+class TemplateSettings(BaseModel):
+    """A scene: content with ``{placeholders}`` and per-provider options.
+
+    ``providers.<name>`` options are adapter-specific: ``template_id`` and ordered ``params``
+    (Ronglian), ``send_type`` / ``business_type`` (Baofoo), ``approved = false`` to mark a
+    template not yet approved at that provider (it is then not a candidate).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    content: str | None = None
+    defaults: dict[str, str] = Field(default_factory=dict, description="param default values")
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def to_template(self, key: str) -> Template:
+        return Template(key=key, content=self.content, provider_options=self.providers)
+
+
+class ServerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    admin_token: str | None = None
+
+
+class ResilienceSettings(BaseModel):
+    """Breakers, panic rule, failover budget and reconciliation of unknown outcomes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    panic: bool = Field(
+        default=True, description="when every candidate's breaker is open, use the least bad"
+    )
+    failover_budget_ratio: float = Field(default=0.2, ge=0, le=1)
+    failover_budget_min: int = Field(default=10, ge=0, description="recipients always allowed")
+    failover_budget_window_s: float = Field(default=10.0, gt=0)
+    reconcile_window_s: float = Field(
+        default=0.0, ge=0, description="wait this long for a receipt to settle an unknown"
+    )
+
+
+class RouterSettings(BaseSettings):
+    """Everything the router reads from its configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROUTER_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    templates: dict[str, TemplateSettings] = Field(default_factory=dict)
+    policy: Literal["weighted", "cost"] = "weighted"
+    default_region: str = "CN"
+    invalid_mobiles: Literal["report", "raise"] = "report"
+    unknown_outcomes: Literal["at_most_once", "at_least_once"] = "at_most_once"
+    send_deadline_s: float = Field(default=30.0, gt=0)
+    transport: TransportKind = "aiohttp"
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+    _parsed: dict[str, ProviderSettings] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _validate_providers(self) -> RouterSettings:
+        parsed = {name: parse_provider(name, raw) for name, raw in self.providers.items()}
+        for key, template in self.templates.items():
+            for provider in template.providers:
+                if provider not in parsed:
+                    raise ConfigError(
+                        f"templates.{key}.providers.{provider}",
+                        f"no provider named {provider!r}; configured: {sorted(parsed)}",
+                    )
+        self._parsed = parsed
+        return self
+
+    @property
+    def provider_settings(self) -> Mapping[str, ProviderSettings]:
+        """Validated, typed settings of each provider, by instance name."""
+        return self._parsed
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+
+def parse_provider(name: str, raw: Mapping[str, Any]) -> ProviderSettings:
+    """Validate one ``[providers.<name>]`` table with its adapter's settings model."""
+    kind = raw.get("type")
+    if kind not in ADAPTERS:
+        raise ConfigError(
+            f"providers.{name}.type", f"must be one of {sorted(ADAPTERS)}, got {kind!r}"
+        )
+    try:
+        return ADAPTERS[kind].settings_type.model_validate(raw)
+    except ValidationError as exc:
+        raise _config_error(exc, prefix=f"providers.{name}") from None
+
+
+def _config_error(exc: ValidationError, prefix: str = "") -> ConfigError:
+    first = exc.errors()[0]
+    loc = ".".join(str(part) for part in first["loc"])
+    key = ".".join(p for p in (prefix, loc) if p) or "(root)"
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
+    )
+    # Never echo input values: a wrong credential must not end up in an error message.
+    return ConfigError(key, problems if len(exc.errors()) > 1 else first["msg"])
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> RouterSettings:
+    """Load settings from an optional TOML file, ``ROUTER_*`` variables and ``overrides``."""
+    settings_type = RouterSettings
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError("(file)", f"config file {str(path)!r} does not exist")
+        config = SettingsConfigDict(**{**RouterSettings.model_config, "toml_file": Path(path)})
+        settings_type = cast(
+            type[RouterSettings],
+            type("FileRouterSettings", (RouterSettings,), {"model_config": config}),
+        )
+    try:
+        return settings_type(**overrides)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+    except ValueError as exc:  # a TOML syntax error
+        raise ConfigError("(file)", f"cannot read {path}: {exc}") from None

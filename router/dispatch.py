@@ -1,0 +1,244 @@
+"""The send loop: assign recipients to providers, batch, send concurrently, fail over.
+
+Each round gives every unfinished recipient the best provider it has not tried (by the
+policy's ranking), sends all batches of the round concurrently, and records the outcomes.
+Rejected recipients come back for the next round; accepted, unknown (at-most-once) and
+message-fault recipients are final. The loop ends because every round either finishes a
+recipient or adds a provider to its tried set.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import anyio
+import httpx
+
+from policies.base import BreakerState, Policy, ProviderHealth, Ranking, RouteContext
+from providers.base import AttemptResult, Batch, Provider, Rendered, Verdict
+from providers.http import send_batch
+from router.breaker import CircuitBreaker, Permit
+from router.clock import Clock
+from router.config import RouterSettings
+from router.events import AttemptFinished, AttemptStarted, EventBus, FailoverTaken, PanicSend
+from router.limits import FailoverBudget, RateLimiter
+from router.recipients import Tracker, chunked, unfinished
+
+
+@dataclass(slots=True)
+class ProviderRuntime:
+    """Everything the engine keeps per provider account."""
+
+    provider: Provider
+    breaker: CircuitBreaker
+    limiter: anyio.CapacityLimiter
+    rate: RateLimiter | None
+    enabled: bool = True
+    client: httpx.AsyncClient | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteJob:
+    """One message's routing inputs."""
+
+    send_id: str
+    scene: str
+    renders: Mapping[str, Rendered]
+    draw: float
+    deadline: float  # monotonic time by which the send must be finished
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: RouterSettings,
+        runtimes: Mapping[str, ProviderRuntime],
+        policy: Policy,
+        events: EventBus,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.runtimes = runtimes
+        self.policy = policy
+        self.events = events
+        self.clock = clock
+        r = settings.resilience
+        self.budget = FailoverBudget(
+            clock,
+            ratio=r.failover_budget_ratio,
+            minimum=r.failover_budget_min,
+            window_s=r.failover_budget_window_s,
+        )
+
+    # -- ranking ------------------------------------------------------------------------------
+
+    def health(self, job: RouteJob, sample: Tracker) -> list[ProviderHealth]:
+        return [
+            ProviderHealth(
+                name=name,
+                weight=rt.provider.settings.weight,
+                enabled=rt.enabled and rt.provider.settings.enabled,
+                breaker=rt.breaker.state,
+                can_render=name in job.renders,
+                region_ok=rt.provider.can_reach(sample.mobile),
+                price_per_part=rt.provider.settings.price_per_part,
+            )
+            for name, rt in self.runtimes.items()
+        ]
+
+    def rank(self, job: RouteJob, group: Sequence[Tracker]) -> Ranking:
+        context = RouteContext(scene=job.scene, recipients=len(group), draw=job.draw)
+        return self.policy.rank(context, self.health(job, group[0]))
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def route(self, job: RouteJob, trackers: Sequence[Tracker]) -> None:
+        pending = unfinished(trackers)
+        while pending:
+            assignments = self._assign(job, pending)
+            if not assignments:
+                break
+            async with anyio.create_task_group() as tg:
+                for name, assigned in assignments.items():
+                    for chunk in _batches(self.runtimes[name].provider, assigned):
+                        tg.start_soon(self._attempt, job, name, chunk)
+            pending = unfinished(trackers)
+
+    def _assign(self, job: RouteJob, pending: list[Tracker]) -> dict[str, list[Tracker]]:
+        """Give each pending recipient the best provider it has not tried yet."""
+        assignments: dict[str, list[Tracker]] = defaultdict(list)
+        moves: dict[tuple[str, str], list[Tracker]] = defaultdict(list)
+        for group in route_groups(pending, self.runtimes):
+            ranking = self.rank(job, group)
+            for tracker in group:
+                target = self._target(ranking, tracker)
+                if target is None:
+                    continue
+                if tracker.last_provider is None:
+                    assignments[target].append(tracker)
+                else:
+                    moves[(tracker.last_provider, target)].append(tracker)
+        first = sum(len(v) for v in assignments.values())
+        if first:
+            self.budget.record_first(first)
+        for (source, target), trackers in moves.items():
+            granted = self.budget.try_spend(len(trackers))
+            for tracker in trackers[granted:]:
+                tracker.exhausted("failover budget exhausted: too many failovers recently")
+            if granted:
+                assignments[target].extend(trackers[:granted])
+                self.events.emit(FailoverTaken(job.send_id, source, target, job.scene, granted))
+        return assignments
+
+    def _target(self, ranking: Ranking, tracker: Tracker) -> str | None:
+        """The provider for this recipient now, or None (and the recipient is finished)."""
+        tried = tracker.tried
+        remaining = [n for n in ranking.order if n not in tried]
+        for name in remaining:
+            if self.runtimes[name].breaker.state is not BreakerState.OPEN:
+                return name
+        if not remaining:
+            tracker.exhausted()
+            return None
+        everything_open = all(
+            self.runtimes[n].breaker.state is BreakerState.OPEN for n in ranking.order
+        )
+        if everything_open and self.settings.resilience.panic and not tracker.panic:
+            tracker.panic = True
+            # Least bad: the breaker that will half-open soonest.
+            return min(remaining, key=lambda n: self.runtimes[n].breaker.open_remaining_s)
+        tracker.exhausted(f"circuit breaker open for {', '.join(remaining)}")
+        return None
+
+    async def _attempt(self, job: RouteJob, name: str, chunk: list[Tracker]) -> None:
+        rt = self.runtimes[name]
+        async with rt.limiter:
+            panic = any(t.panic for t in chunk)
+            permit = rt.breaker.force_permit() if panic else rt.breaker.allow()
+            if permit is None:  # open, or a half-open trial is already in flight
+                for tracker in chunk:
+                    tracker.skipped.add(name)
+                return
+            if panic:
+                self.events.emit(PanicSend(job.send_id, name, job.scene, len(chunk)))
+            result = await self._send(job, rt, permit, chunk)
+        resend_unknown = self.settings.unknown_outcomes == "at_least_once"
+        by_mobile = {r.mobile.e164: r for r in result.recipients}
+        for tracker in chunk:
+            tracker.record(name, by_mobile[tracker.mobile.e164], resend_unknown=resend_unknown)
+
+    async def _send(
+        self, job: RouteJob, rt: ProviderRuntime, permit: Permit, chunk: list[Tracker]
+    ) -> AttemptResult:
+        name = rt.provider.name
+        batch = Batch(uuid.uuid4().hex, tuple(t.mobile for t in chunk), job.renders[name])
+        assert rt.client is not None, "the Router is entered (async with) before sending"
+        released = True
+        try:
+            if rt.rate is not None:
+                await rt.rate.acquire()
+            started = self.clock.monotonic()
+            for tracker in chunk:
+                tracker.in_flight = name
+            self.events.emit(AttemptStarted(job.send_id, batch.request_id, name, len(chunk)))
+            timeout = max(0.001, min(rt.provider.settings.timeout_s, job.deadline - started))
+            result = await send_batch(rt.provider, rt.client, batch, timeout_s=timeout)
+            released = False
+        finally:
+            if released:  # cancelled (deadline): nothing to count against the provider
+                rt.breaker.release(permit)
+        failed = (
+            result.verdict is not Verdict.ACCEPTED
+            and result.fault is not None
+            and result.fault.counts_against_breaker
+        )
+        rt.breaker.record(permit, failed=failed)
+        self._emit_attempt(job, batch, result, self.clock.monotonic() - started)
+        return result
+
+    def _emit_attempt(
+        self, job: RouteJob, batch: Batch, result: AttemptResult, duration_s: float
+    ) -> None:
+        counts = dict.fromkeys(Verdict, 0)
+        for r in result.recipients:
+            counts[r.verdict] += 1
+        self.events.emit(
+            AttemptFinished(
+                send_id=job.send_id,
+                attempt_id=batch.request_id,
+                provider=result.provider,
+                scene=job.scene,
+                batch_size=len(batch.mobiles),
+                verdict=result.verdict,
+                error_class=result.fault.error_class if result.fault else None,
+                duration_s=duration_s,
+                accepted=counts[Verdict.ACCEPTED],
+                rejected=counts[Verdict.REJECTED],
+                unknown=counts[Verdict.UNKNOWN],
+            )
+        )
+
+
+def route_groups(
+    trackers: Sequence[Tracker], runtimes: Mapping[str, ProviderRuntime]
+) -> list[list[Tracker]]:
+    """Recipients that the same providers can reach are ranked together."""
+    groups: dict[tuple[bool, ...], list[Tracker]] = defaultdict(list)
+    for t in trackers:
+        groups[tuple(rt.provider.can_reach(t.mobile) for rt in runtimes.values())].append(t)
+    return list(groups.values())
+
+
+def _batches(provider: Provider, trackers: list[Tracker]) -> list[list[Tracker]]:
+    """Chunks of at most ``max_batch``, never mixing recipients the provider must split
+    (e.g. Baofoo's one ``areaCode`` per request)."""
+    key_of: Callable[..., str] | None = getattr(provider, "batch_key", None)
+    if key_of is None:
+        return list(chunked(trackers, provider.max_batch))
+    by_key: dict[str, list[Tracker]] = defaultdict(list)
+    for t in trackers:
+        by_key[key_of(t.mobile)].append(t)
+    return [c for group in by_key.values() for c in chunked(group, provider.max_batch)]

@@ -1,0 +1,232 @@
+"""The routing engine's public face: validate, render, then hand over to the dispatcher.
+
+One :class:`Router` per process (or per Celery worker) holds one long-lived HTTP client per
+provider. A send never raises for provider failures: every recipient gets exactly one final
+status in the :class:`SendResult`. It raises only for faults of the message itself (unknown
+scene, missing params, invalid mobiles in strict mode) or of the configuration.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+
+import anyio
+import httpx
+
+from policies.base import BreakerState, Policy, Ranking
+from policies.weighted import WeightedFailover
+from providers.base import Provider, Rendered, RenderRequest
+from router.breaker import CircuitBreaker
+from router.clock import Clock, SystemClock
+from router.config import RouterSettings
+from router.dispatch import Dispatcher, ProviderRuntime, RouteJob, route_groups
+from router.errors import MissingParamError, NoRouteError, UnknownTemplateError
+from router.events import BreakerChanged, EventBus, SendFinished, SendStarted
+from router.limits import RateLimiter
+from router.model import Message, SendResult
+from router.recipients import Recipients, prepare_recipients, unfinished
+from router.transport import make_client
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    scene: str
+    recipients: Recipients
+    renders: Mapping[str, Rendered]  # provider name -> rendering, only those that can
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why the router would send a message where it would, without sending it."""
+
+    scene: str
+    rankings: Mapping[str, Ranking]  # route group ("mainland", "international") -> ranking
+    unrenderable: Mapping[str, str]  # provider -> why it cannot carry this message
+
+
+class Router:
+    """Routes messages across the configured providers. Use as an async context manager::
+
+    async with Router(load_settings("router.toml")) as router:
+        result = await router.send(Message(mobiles=["13800138000"], scene="login_code",
+                                           params={"code": "123456"}))
+    """
+
+    def __init__(
+        self,
+        settings: RouterSettings,
+        *,
+        providers: Mapping[str, Provider] | None = None,
+        policy: Policy | None = None,
+        events: EventBus | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        clients: Mapping[str, httpx.AsyncClient] | None = None,
+    ) -> None:
+        """``providers``, ``policy`` and ``clients`` default to what ``settings`` describes;
+        pass them to embed custom adapters or HTTP clients (the caller then closes its clients).
+        """
+        from router.wiring import build_providers
+
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.events = events or EventBus()
+        self._rng = rng or random.Random()
+        self.providers = dict(providers or build_providers(settings, self.clock))
+        self.runtimes = {name: self._runtime(name, p) for name, p in self.providers.items()}
+        self._owns_clients = clients is None
+        for name, client in (clients or {}).items():
+            self.runtimes[name].client = client
+        self.dispatcher = Dispatcher(
+            settings, self.runtimes, policy or WeightedFailover(), self.events, self.clock
+        )
+
+    def _runtime(self, name: str, provider: Provider) -> ProviderRuntime:
+        s = provider.settings
+
+        def changed(old: BreakerState, new: BreakerState) -> None:
+            self.events.emit(BreakerChanged(name, old.value, new.value))
+
+        breaker = CircuitBreaker(
+            self.settings.resilience.breaker, self.clock, rng=self._rng, on_change=changed
+        )
+        rate = RateLimiter(self.clock, s.rate_limit_rps) if s.rate_limit_rps else None
+        return ProviderRuntime(provider, breaker, anyio.CapacityLimiter(s.concurrency), rate)
+
+    async def __aenter__(self) -> Router:
+        if self._owns_clients:
+            for rt in self.runtimes.values():
+                s = rt.provider.settings
+                rt.client = make_client(
+                    self.settings.transport,
+                    connect_timeout_s=s.connect_timeout_s,
+                    timeout_s=s.timeout_s,
+                    max_connections=s.concurrency,
+                )
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if not self._owns_clients:
+            return
+        for rt in self.runtimes.values():
+            client, rt.client = rt.client, None
+            if client is not None:
+                await client.aclose()
+
+    # -- public API -------------------------------------------------------------------------
+
+    async def send(self, message: Message) -> SendResult:
+        """Send ``message`` to every valid recipient; never raises for provider failures."""
+        started = self.clock.monotonic()
+        prepared = self._prepare(message)
+        send_id = uuid.uuid4().hex
+        deadline_s = self.settings.send_deadline_s
+        job = RouteJob(
+            send_id, prepared.scene, prepared.renders, self._rng.random(), started + deadline_s
+        )
+        trackers = prepared.recipients.trackers
+        self.events.emit(SendStarted(send_id, prepared.scene, len(trackers)))
+        with anyio.move_on_after(deadline_s):
+            await self.dispatcher.route(job, trackers)
+        for tracker in unfinished(trackers):
+            tracker.deadline_passed()
+        result = SendResult(
+            send_id,
+            prepared.recipients.outcomes(),
+            panic=any(t.panic for t in trackers),
+        )
+        self._emit_finished(prepared.scene, result, self.clock.monotonic() - started)
+        return result
+
+    def explain(self, message: Message) -> Explanation:
+        """The ranking the router would use for ``message``, with reasons; sends nothing."""
+        prepared = self._prepare(message, require_route=False)
+        job = RouteJob("explain", prepared.scene, prepared.renders, 0.0, 0.0)
+        rankings: dict[str, Ranking] = {}
+        for group in route_groups(prepared.recipients.trackers, self.runtimes):
+            label = "mainland" if group[0].mobile.is_mainland else "international"
+            rankings.setdefault(label, self.dispatcher.rank(job, group))
+        unrenderable = {
+            name: "no rendering for this message (template-only provider, unapproved "
+            "template, or missing template options)"
+            for name in self.providers
+            if name not in prepared.renders
+        }
+        return Explanation(prepared.scene, rankings, unrenderable)
+
+    def set_enabled(self, provider: str, enabled: bool) -> None:
+        """Operator switch: a disabled provider is never a candidate."""
+        self.runtimes[provider].enabled = enabled
+
+    def is_enabled(self, provider: str) -> bool:
+        return self.runtimes[provider].enabled
+
+    def breaker(self, provider: str) -> CircuitBreaker:
+        return self.runtimes[provider].breaker
+
+    # -- preparation --------------------------------------------------------------------------
+
+    def _prepare(self, message: Message, *, require_route: bool = True) -> _Prepared:
+        request, scene = self._render_request(message)
+        renders: dict[str, Rendered] = {}
+        missing: MissingParamError | None = None
+        for name, provider in self.providers.items():
+            try:
+                rendered = provider.render(request)
+            except MissingParamError as exc:
+                missing = exc
+                continue
+            if rendered is not None:
+                renders[name] = rendered
+        if not renders and missing is not None:
+            raise missing
+        if not renders and require_route:
+            raise NoRouteError(
+                f"no configured provider can render scene {scene!r}: add the scene's options "
+                "for a provider (e.g. a Ronglian template_id) or send content to a content "
+                "provider"
+            )
+        recipients = prepare_recipients(
+            message.mobiles,
+            self.settings.default_region,
+            strict=self.settings.invalid_mobiles == "raise",
+        )
+        return _Prepared(scene, recipients, renders)
+
+    def _render_request(self, message: Message) -> tuple[RenderRequest, str]:
+        if message.scene is None:
+            return RenderRequest(None, {}, message.content), "content"
+        spec = self.settings.templates.get(message.scene)
+        if spec is None:
+            raise UnknownTemplateError(message.scene, list(self.settings.templates))
+        params = {**spec.defaults, **{k: str(v) for k, v in message.params.items()}}
+        return RenderRequest(spec.to_template(message.scene), params, None), message.scene
+
+    def _emit_finished(self, scene: str, result: SendResult, duration_s: float) -> None:
+        counts: dict[str, int] = defaultdict(int)
+        for r in result.recipients:
+            counts[r.status.value] += 1
+        self.events.emit(
+            SendFinished(
+                send_id=result.message_id,
+                scene=scene,
+                duration_s=duration_s,
+                recipients=len(result.recipients),
+                by_status=tuple(sorted(counts.items())),
+                replay=result.idempotent_replay,
+                panic=result.panic,
+            )
+        )
+
+
+__all__ = ["Explanation", "Router"]

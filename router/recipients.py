@@ -1,0 +1,153 @@
+"""Per-recipient bookkeeping for one send: every valid mobile ends in exactly one final status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from providers.base import FaultKind, Mobile, RecipientResult, Verdict
+from router.errors import InvalidMobileError
+from router.mobile import normalise
+from router.model import Attempt, RecipientOutcome, RecipientStatus
+
+
+@dataclass(slots=True)
+class Tracker:
+    """The routing state of one unique recipient within one send."""
+
+    mobile: Mobile
+    raw: str
+    attempts: list[Attempt] = field(default_factory=list)
+    status: RecipientStatus | None = None
+    provider: str | None = None
+    provider_message_id: str | None = None
+    error: str | None = None
+    in_flight: str | None = None  # provider name while its request may be on the wire
+    skipped: set[str] = field(default_factory=set)  # refused by a breaker: not an attempt
+    panic: bool = False  # routed by the panic rule (every breaker open)
+
+    @property
+    def tried(self) -> set[str]:
+        """Providers this recipient may not be routed to again."""
+        return {a.provider for a in self.attempts} | self.skipped
+
+    @property
+    def last_provider(self) -> str | None:
+        return self.attempts[-1].provider if self.attempts else None
+
+    def record(self, provider: str, result: RecipientResult, *, resend_unknown: bool) -> None:
+        """Apply one attempt's outcome; decides whether the recipient may fail over."""
+        self.in_flight = None
+        self.attempts.append(Attempt(provider, result.verdict.value, result.fault))
+        self.provider = provider
+        if result.verdict is Verdict.ACCEPTED:
+            self._finish(RecipientStatus.ACCEPTED, None)
+            self.provider_message_id = result.provider_message_id
+        elif result.verdict is Verdict.UNKNOWN:
+            if not resend_unknown:
+                self._finish(RecipientStatus.UNKNOWN, _why(result))
+        elif result.fault is not None and result.fault.kind is FaultKind.MESSAGE:
+            # The message itself is refused: another provider would refuse it too.
+            self._finish(RecipientStatus.REJECTED, _why(result))
+
+    def exhausted(self, why: str = "") -> None:
+        """No provider is left to try (``why`` says what stopped the failover, if anything)."""
+        if not self.attempts:
+            reason = why or "no enabled provider can carry it"
+            status = RecipientStatus.REJECTED if why else RecipientStatus.UNROUTABLE
+            self._finish(status, reason)
+            return
+        last = self.attempts[-1]
+        # An unknown stays unknown: it may have been sent, whatever stopped the failover.
+        status = RecipientStatus.UNKNOWN if last.verdict == "unknown" else RecipientStatus.REJECTED
+        detail = last.fault.detail or last.fault.error_class.value if last.fault else "refused"
+        self._finish(status, why or f"every candidate failed; last {last.provider}: {detail}")
+
+    def deadline_passed(self) -> None:
+        """The send's deadline cut this recipient off."""
+        if self.in_flight is not None:
+            # The request may have been written: never claim it was not sent.
+            self.attempts.append(Attempt(self.in_flight, Verdict.UNKNOWN.value, None))
+            self.provider = self.in_flight
+            self.in_flight = None
+            self._finish(RecipientStatus.UNKNOWN, "send deadline passed while in flight")
+        else:
+            self._finish(RecipientStatus.REJECTED, "send deadline passed before it was sent")
+
+    def _finish(self, status: RecipientStatus, error: str | None) -> None:
+        self.status, self.error = status, error
+
+    def outcome(self) -> RecipientOutcome:
+        assert self.status is not None, "every recipient is finished before results are built"
+        return RecipientOutcome(
+            mobile=self.raw,
+            normalised=self.mobile.e164,
+            status=self.status,
+            provider=self.provider,
+            provider_message_id=self.provider_message_id,
+            attempts=tuple(self.attempts),
+            error=self.error,
+        )
+
+
+def _why(result: RecipientResult) -> str:
+    fault = result.fault
+    if fault is None:
+        return result.verdict.value
+    code = f" {fault.code}" if fault.code else ""
+    return f"{fault.error_class.value}{code}: {fault.detail}".rstrip(": ")
+
+
+@dataclass(frozen=True, slots=True)
+class Recipients:
+    """The mobiles of a message after validation and per-send de-duplication."""
+
+    trackers: tuple[Tracker, ...]  # one per unique valid mobile
+    invalid: tuple[RecipientOutcome, ...]
+    duplicates: tuple[tuple[str, Tracker], ...]  # (raw as given, the tracker it shares)
+
+    def outcomes(self) -> tuple[RecipientOutcome, ...]:
+        out = [t.outcome() for t in self.trackers]
+        for raw, tracker in self.duplicates:
+            first = tracker.outcome()
+            out.append(
+                RecipientOutcome(
+                    raw,
+                    first.normalised,
+                    first.status,
+                    first.provider,
+                    first.provider_message_id,
+                    (),
+                    "duplicate of an earlier entry in this message; sent once",
+                )
+            )
+        return (*out, *self.invalid)
+
+
+def prepare_recipients(raw_mobiles: Sequence[str], region: str, *, strict: bool) -> Recipients:
+    """Validate and de-duplicate; an invalid mobile is reported (or raised when ``strict``)."""
+    trackers: dict[str, Tracker] = {}
+    invalid: list[RecipientOutcome] = []
+    duplicates: list[tuple[str, Tracker]] = []
+    for raw in raw_mobiles:
+        try:
+            mobile = normalise(raw, region)
+        except InvalidMobileError as exc:
+            if strict:
+                raise
+            invalid.append(RecipientOutcome(raw, None, RecipientStatus.INVALID, error=exc.reason))
+            continue
+        if mobile.e164 in trackers:
+            duplicates.append((raw, trackers[mobile.e164]))
+        else:
+            trackers[mobile.e164] = Tracker(mobile, raw)
+    return Recipients(tuple(trackers.values()), tuple(invalid), tuple(duplicates))
+
+
+def chunked(items: Sequence[Tracker], size: int) -> Iterator[list[Tracker]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def unfinished(trackers: Iterable[Tracker]) -> list[Tracker]:
+    return [t for t in trackers if t.status is None]

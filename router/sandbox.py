@@ -1,0 +1,105 @@
+"""The embedded sandbox: the three provider emulators on loopback and settings that use them.
+
+``python -m router serve --sandbox`` runs these in the sidecar's own event loop, so a newcomer
+sees the router route real HTTP traffic without any provider account.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+
+from providers.baofoo import SCENES
+from providers.emulators import baofoo, ronglian, v1platform
+from providers.emulators._common import EmulatorState
+from providers.emulators.server import free_port, serve_in_loop
+from router.config import RouterSettings, load_settings
+
+HOST = "127.0.0.1"
+RONGLIAN_SID = "sandboxsid00000000000000000000000"
+
+# Which scenes Ronglian's documented test template (id "1": code, minutes) can carry.
+_RONGLIAN_TEST_TEMPLATE_SCENES = ("login_code", "register_code", "password_reset")
+
+
+@dataclass(frozen=True, slots=True)
+class Sandbox:
+    """The running emulators: their apps (for fault injection) and base URLs."""
+
+    apps: dict[str, Starlette]
+    urls: dict[str, str]
+
+    def state(self, provider: str) -> EmulatorState:
+        state: EmulatorState = self.apps[provider].state.emulator
+        return state
+
+
+def create_sandbox(ports: dict[str, int] | None = None) -> Sandbox:
+    ports = ports or {}
+    apps = {
+        "baofoo": baofoo.create_app(),
+        "v1platform": v1platform.create_app(),
+        "ronglian": ronglian.create_app(),
+    }
+    urls = {name: f"http://{HOST}:{ports.get(name) or free_port(HOST)}" for name in apps}
+    return Sandbox(apps, urls)
+
+
+def sandbox_settings(sandbox: Sandbox, **overrides: Any) -> RouterSettings:
+    """Router settings pointing at the sandbox emulators with their sandbox credentials."""
+    providers = {
+        "baofoo": {
+            "type": "baofoo",
+            "base_url": sandbox.urls["baofoo"],
+            "user_name": "sandbox-user",
+            "user_pass": "sandbox-pass",
+            "domain": "sms-router-sandbox",
+            "weight": 2,
+            "price_per_part": 0.040,
+        },
+        "v1platform": {
+            "type": "v1platform",
+            "base_url": sandbox.urls["v1platform"],
+            "account": "sandbox",
+            "password": "sandbox-pass",
+            "weight": 1,
+            "price_per_part": 0.035,
+            "signature": "【沙箱】",
+        },
+        "ronglian": {
+            "type": "ronglian",
+            "base_url": sandbox.urls["ronglian"],
+            "account_sid": RONGLIAN_SID,
+            "auth_token": "sandbox-token",
+            "app_id": "sandboxapp",
+            "weight": 1,
+            "price_per_part": 0.045,
+        },
+    }
+    templates: dict[str, Any] = {}
+    for key, scene in SCENES.items():
+        options: dict[str, Any] = {
+            "baofoo": {"send_type": scene.send_type, "business_type": scene.business_type}
+        }
+        if key in _RONGLIAN_TEST_TEMPLATE_SCENES:
+            options["ronglian"] = {"template_id": "1", "params": ["code", "minutes"]}
+        templates[key] = {
+            "content": scene.content,
+            "defaults": {"minutes": "30"},
+            "providers": options,
+        }
+    return load_settings(providers=providers, templates=templates, **overrides)
+
+
+async def run_sandbox(sandbox: Sandbox, tg: anyio.abc.TaskGroup) -> None:
+    """Start every emulator in ``tg``; returns once all are listening."""
+    for name, app in sandbox.apps.items():
+        port = int(sandbox.urls[name].rsplit(":", 1)[1])
+        await tg.start(_serve, app, port)
+
+
+async def _serve(app: Starlette, port: int, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+    await serve_in_loop(app, HOST, port, task_status=task_status)

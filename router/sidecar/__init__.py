@@ -1,0 +1,1 @@
+"""The sidecar: the router as an HTTP service (``python -m router serve``)."""

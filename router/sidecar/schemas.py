@@ -1,0 +1,86 @@
+"""Request and response bodies of the sidecar's JSON API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from router.engine import Explanation
+from router.model import Message, RecipientOutcome, SendResult
+
+MAX_MOBILES_PER_REQUEST = 100_000
+
+
+class SendRequest(BaseModel):
+    """``POST /v1/messages``: one logical message. Give ``scene`` (+ ``params``) or ``content``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mobiles: list[str] = Field(min_length=1, max_length=MAX_MOBILES_PER_REQUEST)
+    scene: str | None = None
+    params: dict[str, str | int] = Field(default_factory=dict)
+    content: str | None = Field(default=None, min_length=1)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    def to_message(self, idempotency_key: str | None) -> Message:
+        return Message(
+            mobiles=self.mobiles,
+            scene=self.scene,
+            params=self.params,
+            content=self.content,
+            idempotency_key=idempotency_key or self.idempotency_key,
+            tags=self.tags,
+        )
+
+
+def recipient_json(r: RecipientOutcome) -> dict[str, Any]:
+    return {
+        "mobile": r.mobile,
+        "normalised": r.normalised,
+        "status": r.status.value,
+        "provider": r.provider,
+        "provider_message_id": r.provider_message_id,
+        "error": r.error,
+        "attempts": [
+            {
+                "provider": a.provider,
+                "verdict": a.verdict,
+                "error_class": a.fault.error_class.value if a.fault else None,
+                "code": a.fault.code if a.fault else None,
+            }
+            for a in r.attempts
+        ],
+    }
+
+
+def result_json(result: SendResult) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for r in result.recipients:
+        counts[r.status.value] = counts.get(r.status.value, 0) + 1
+    return {
+        "message_id": result.message_id,
+        "ok": result.ok,
+        "idempotent_replay": result.idempotent_replay,
+        "panic": result.panic,
+        "counts": counts,
+        "recipients": [recipient_json(r) for r in result.recipients],
+    }
+
+
+def explanation_json(explanation: Explanation) -> dict[str, Any]:
+    return {
+        "scene": explanation.scene,
+        "groups": {
+            group: {
+                "ranked": [
+                    {"provider": r.name, "score": r.score, "reason": r.reason}
+                    for r in ranking.ranked
+                ],
+                "excluded": [{"provider": e.name, "reason": e.reason} for e in ranking.excluded],
+            }
+            for group, ranking in explanation.rankings.items()
+        },
+        "unrenderable": dict(explanation.unrenderable),
+    }
