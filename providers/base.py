@@ -199,7 +199,11 @@ class Provider(Protocol):
     kind: ClassVar[str]
     name: str
     max_batch: int
-    settings: ProviderSettings
+
+    @property
+    def settings(self) -> ProviderSettings:
+        """The validated settings of this account (read-only)."""
+        ...
 
     def can_reach(self, mobile: Mobile) -> bool:
         """Whether this provider can deliver to ``mobile`` (region support)."""
@@ -235,3 +239,12 @@ def placeholders(template_text: str) -> list[str]:
 def render_content(template_text: str, params: Mapping[str, str]) -> str:
     """Fill ``{placeholders}``; a missing one raises ``KeyError`` naming it."""
     return template_text.format_map(_SafeDict(params))
+
+
+@runtime_checkable
+class ReportPuller(Protocol):
+    """A provider with a delivery-report pull endpoint (v1 platform ``/report``)."""
+
+    def build_report_request(self) -> httpx.Request: ...
+
+    def parse_report(self, response: httpx.Response) -> list[DeliveryReport]: ...

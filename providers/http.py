@@ -66,9 +66,24 @@ def malformed(provider: str, batch: Batch, response: httpx.Response, why: str) -
     )
 
 
-async def send_batch(provider: Provider, client: httpx.AsyncClient, batch: Batch) -> AttemptResult:
-    """Send ``batch`` through ``client`` and classify the outcome. Never raises httpx errors."""
+async def send_batch(
+    provider: Provider,
+    client: httpx.AsyncClient,
+    batch: Batch,
+    *,
+    timeout_s: float | None = None,
+) -> AttemptResult:
+    """Send ``batch`` through ``client`` and classify the outcome. Never raises httpx errors.
+
+    ``timeout_s`` caps this attempt (the engine derives it from the send's deadline); the
+    connect part keeps the client's own, shorter, connect timeout.
+    """
     request = provider.build_request(batch)
+    if timeout_s is not None:
+        connect = client.timeout.connect
+        request.extensions["timeout"] = httpx.Timeout(
+            timeout_s, connect=min(timeout_s, connect) if connect else timeout_s
+        ).as_dict()
     try:
         response = await client.send(request)
         try:

@@ -104,6 +104,9 @@ class RouterSettings(BaseSettings):
                         f"no provider named {provider!r}; configured: {sorted(parsed)}",
                     )
         self._parsed = parsed
+        # Keep only the typed form: its secrets are SecretStr, so no repr or dump shows them.
+        redacted = {name: p.model_dump(exclude_unset=False) for name, p in parsed.items()}
+        object.__setattr__(self, "providers", redacted)
         return self
 
     @property

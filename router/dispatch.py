@@ -9,6 +9,7 @@ recipient or adds a provider to its tried set.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -18,14 +19,27 @@ import anyio
 import httpx
 
 from policies.base import BreakerState, Policy, ProviderHealth, Ranking, RouteContext
-from providers.base import AttemptResult, Batch, Provider, Rendered, Verdict
+from providers.base import (
+    AttemptResult,
+    Batch,
+    DeliveryReport,
+    Provider,
+    Rendered,
+    ReportPuller,
+    Verdict,
+)
 from providers.http import send_batch
 from router.breaker import CircuitBreaker, Permit
 from router.clock import Clock
 from router.config import RouterSettings
+from router.errors import RouterError
 from router.events import AttemptFinished, AttemptStarted, EventBus, FailoverTaken, PanicSend
 from router.limits import FailoverBudget, RateLimiter
+from router.receipts import ReceiptBook
 from router.recipients import Tracker, chunked, unfinished
+
+log = logging.getLogger("router.dispatch")
+RECONCILE_POLL_S = 0.2
 
 
 @dataclass(slots=True)
@@ -38,6 +52,18 @@ class ProviderRuntime:
     rate: RateLimiter | None
     enabled: bool = True
     client: httpx.AsyncClient | None = None
+
+    @property
+    def pulls_reports(self) -> bool:
+        return isinstance(self.provider, ReportPuller)
+
+    async def pull_reports(self) -> list[DeliveryReport]:
+        """Fetch pending delivery reports (v1 platform ``/report``); [] if unsupported."""
+        if not isinstance(self.provider, ReportPuller) or self.client is None:
+            return []
+        response = await self.client.send(self.provider.build_report_request())
+        await response.aread()
+        return self.provider.parse_report(response)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +85,10 @@ class Dispatcher:
         policy: Policy,
         events: EventBus,
         clock: Clock,
+        receipts: ReceiptBook,
     ) -> None:
         self.settings = settings
+        self.receipts = receipts
         self.runtimes = runtimes
         self.policy = policy
         self.events = events
@@ -105,7 +133,31 @@ class Dispatcher:
                 for name, assigned in assignments.items():
                     for chunk in _batches(self.runtimes[name].provider, assigned):
                         tg.start_soon(self._attempt, job, name, chunk)
+            await self._reconcile(job, [t for t in trackers if t.awaiting is not None])
             pending = unfinished(trackers)
+
+    async def _reconcile(self, job: RouteJob, waiting: list[Tracker]) -> None:
+        """Settle unknown attempts by pulling receipts until each has one or the window ends."""
+        if not waiting:
+            return
+        keys = {t.awaiting for t in waiting if t.awaiting is not None}
+        window = self.settings.resilience.reconcile_window_s
+        end = min(self.clock.monotonic() + window, job.deadline)
+        found: set[tuple[str, str]] = set()
+        while True:
+            for provider in {p for p, _ in keys - found}:
+                try:
+                    self.receipts.add(await self.runtimes[provider].pull_reports())
+                except (httpx.HTTPError, RouterError) as exc:
+                    log.warning("receipt pull from %s failed: %s", provider, type(exc).__name__)
+            found = {k for k in keys if self.receipts.get(*k)}
+            remaining = end - self.clock.monotonic()
+            if found == keys or remaining <= 0:
+                break
+            await anyio.sleep(min(RECONCILE_POLL_S, remaining))
+        resend = self.settings.unknown_outcomes == "at_least_once"
+        for tracker in waiting:
+            tracker.reconciled(tracker.awaiting in found, resend_unknown=resend)
 
     def _assign(self, job: RouteJob, pending: list[Tracker]) -> dict[str, list[Tracker]]:
         """Give each pending recipient the best provider it has not tried yet."""
@@ -164,15 +216,22 @@ class Dispatcher:
                 return
             if panic:
                 self.events.emit(PanicSend(job.send_id, name, job.scene, len(chunk)))
-            result = await self._send(job, rt, permit, chunk)
+            request_id, result = await self._send(job, rt, permit, chunk)
         resend_unknown = self.settings.unknown_outcomes == "at_least_once"
+        reconcile = rt.pulls_reports and self.settings.resilience.reconcile_window_s > 0
         by_mobile = {r.mobile.e164: r for r in result.recipients}
         for tracker in chunk:
-            tracker.record(name, by_mobile[tracker.mobile.e164], resend_unknown=resend_unknown)
+            tracker.record(
+                name,
+                request_id,
+                by_mobile[tracker.mobile.e164],
+                resend_unknown=resend_unknown,
+                reconcile=reconcile,
+            )
 
     async def _send(
         self, job: RouteJob, rt: ProviderRuntime, permit: Permit, chunk: list[Tracker]
-    ) -> AttemptResult:
+    ) -> tuple[str, AttemptResult]:
         name = rt.provider.name
         batch = Batch(uuid.uuid4().hex, tuple(t.mobile for t in chunk), job.renders[name])
         assert rt.client is not None, "the Router is entered (async with) before sending"
@@ -197,7 +256,7 @@ class Dispatcher:
         )
         rt.breaker.record(permit, failed=failed)
         self._emit_attempt(job, batch, result, self.clock.monotonic() - started)
-        return result
+        return batch.request_id, result
 
     def _emit_attempt(
         self, job: RouteJob, batch: Batch, result: AttemptResult, duration_s: float

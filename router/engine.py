@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -29,8 +29,11 @@ from router.errors import MissingParamError, NoRouteError, UnknownTemplateError
 from router.events import BreakerChanged, EventBus, SendFinished, SendStarted
 from router.limits import RateLimiter
 from router.model import Message, SendResult
-from router.recipients import Recipients, prepare_recipients, unfinished
+from router.receipts import ReceiptBook
+from router.recipients import Recipients, prepare_recipients
 from router.transport import make_client
+
+RECENT_RESULTS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +85,15 @@ class Router:
         self._owns_clients = clients is None
         for name, client in (clients or {}).items():
             self.runtimes[name].client = client
+        self.receipts = ReceiptBook()
+        self._recent: OrderedDict[str, SendResult] = OrderedDict()
         self.dispatcher = Dispatcher(
-            settings, self.runtimes, policy or WeightedFailover(), self.events, self.clock
+            settings,
+            self.runtimes,
+            policy or WeightedFailover(),
+            self.events,
+            self.clock,
+            self.receipts,
         )
 
     def _runtime(self, name: str, provider: Provider) -> ProviderRuntime:
@@ -138,15 +148,26 @@ class Router:
         self.events.emit(SendStarted(send_id, prepared.scene, len(trackers)))
         with anyio.move_on_after(deadline_s):
             await self.dispatcher.route(job, trackers)
-        for tracker in unfinished(trackers):
-            tracker.deadline_passed()
+        for tracker in trackers:
+            if tracker.status is None:
+                tracker.deadline_passed()
         result = SendResult(
             send_id,
             prepared.recipients.outcomes(),
             panic=any(t.panic for t in trackers),
         )
         self._emit_finished(prepared.scene, result, self.clock.monotonic() - started)
+        self._remember(result)
         return result
+
+    def _remember(self, result: SendResult) -> None:
+        self._recent[result.message_id] = result
+        while len(self._recent) > RECENT_RESULTS:
+            self._recent.popitem(last=False)
+
+    def recent_result(self, message_id: str) -> SendResult | None:
+        """A result of this process's last sends (bounded), for status look-ups."""
+        return self._recent.get(message_id)
 
     def explain(self, message: Message) -> Explanation:
         """The ranking the router would use for ``message``, with reasons; sends nothing."""

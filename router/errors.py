@@ -59,7 +59,8 @@ class UnknownTemplateError(MessageError):
     def __init__(self, scene: str, known: list[str]) -> None:
         self.scene = scene
         super().__init__(
-            f"unknown scene/template {scene!r}; configured scenes are: {', '.join(sorted(known))}"
+            f"unknown scene/template {scene!r}; configured scenes are: "
+            f"{', '.join(sorted(known)) or '(none)'}"
         )
 
 

@@ -52,6 +52,7 @@ class Attempt:
     provider: str
     verdict: str  # providers.base.Verdict value
     fault: Fault | None = None
+    request_id: str | None = None  # our correlation id at the provider (taskId, reqId, ...)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ class Tracker:
     in_flight: str | None = None  # provider name while its request may be on the wire
     skipped: set[str] = field(default_factory=set)  # refused by a breaker: not an attempt
     panic: bool = False  # routed by the panic rule (every breaker open)
+    awaiting: tuple[str, str] | None = None  # (provider, request id): unknown, reconciling
 
     @property
     def tried(self) -> set[str]:
@@ -35,20 +36,43 @@ class Tracker:
     def last_provider(self) -> str | None:
         return self.attempts[-1].provider if self.attempts else None
 
-    def record(self, provider: str, result: RecipientResult, *, resend_unknown: bool) -> None:
+    def record(
+        self,
+        provider: str,
+        request_id: str,
+        result: RecipientResult,
+        *,
+        resend_unknown: bool,
+        reconcile: bool = False,
+    ) -> None:
         """Apply one attempt's outcome; decides whether the recipient may fail over."""
         self.in_flight = None
-        self.attempts.append(Attempt(provider, result.verdict.value, result.fault))
+        self.attempts.append(Attempt(provider, result.verdict.value, result.fault, request_id))
         self.provider = provider
         if result.verdict is Verdict.ACCEPTED:
             self._finish(RecipientStatus.ACCEPTED, None)
             self.provider_message_id = result.provider_message_id
         elif result.verdict is Verdict.UNKNOWN:
-            if not resend_unknown:
+            if reconcile:
+                self.awaiting = (provider, request_id)
+            elif not resend_unknown:
                 self._finish(RecipientStatus.UNKNOWN, _why(result))
         elif result.fault is not None and result.fault.kind is FaultKind.MESSAGE:
             # The message itself is refused: another provider would refuse it too.
             self._finish(RecipientStatus.REJECTED, _why(result))
+
+    def reconciled(self, found: bool, *, resend_unknown: bool) -> None:
+        """Settle an unknown attempt: a receipt for its request id proves the provider took it."""
+        assert self.awaiting is not None
+        provider, request_id = self.awaiting
+        self.awaiting = None
+        if found:
+            self.provider_message_id = request_id
+            self._finish(RecipientStatus.ACCEPTED, None)
+        elif not resend_unknown:
+            self._finish(
+                RecipientStatus.UNKNOWN, f"{provider} did not answer and sent no receipt in time"
+            )
 
     def exhausted(self, why: str = "") -> None:
         """No provider is left to try (``why`` says what stopped the failover, if anything)."""
@@ -71,6 +95,9 @@ class Tracker:
             self.provider = self.in_flight
             self.in_flight = None
             self._finish(RecipientStatus.UNKNOWN, "send deadline passed while in flight")
+        elif self.attempts and self.attempts[-1].verdict == Verdict.UNKNOWN.value:
+            self.awaiting = None
+            self._finish(RecipientStatus.UNKNOWN, "send deadline passed; outcome unknown")
         else:
             self._finish(RecipientStatus.REJECTED, "send deadline passed before it was sent")
 
@@ -150,4 +177,5 @@ def chunked(items: Sequence[Tracker], size: int) -> Iterator[list[Tracker]]:
 
 
 def unfinished(trackers: Iterable[Tracker]) -> list[Tracker]:
-    return [t for t in trackers if t.status is None]
+    """Recipients still to route (not final, not waiting for reconciliation)."""
+    return [t for t in trackers if t.status is None and t.awaiting is None]

@@ -91,7 +91,7 @@ def sandbox_settings(sandbox: Sandbox, **overrides: Any) -> RouterSettings:
             "defaults": {"minutes": "30"},
             "providers": options,
         }
-    return load_settings(providers=providers, templates=templates, **overrides)
+    return load_settings(**{"providers": providers, "templates": templates, **overrides})
 
 
 async def run_sandbox(sandbox: Sandbox, tg: anyio.abc.TaskGroup) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from hypothesis import given, settings
@@ -117,9 +118,7 @@ def test_the_open_period_grows_on_repeated_trips_and_is_capped() -> None:
 
 def test_jitter_stays_within_its_fraction() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker(
-        BreakerSettings(consecutive_failures=1, open_s=10, jitter=0.2), clock
-    )
+    breaker = CircuitBreaker(BreakerSettings(consecutive_failures=1, open_s=10, jitter=0.2), clock)
     fail(breaker)
     assert 8 <= breaker.open_remaining_s <= 12
 
@@ -134,11 +133,7 @@ def test_forcing_overrides_and_returns_to_automatic() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    st.lists(
-        st.tuples(st.sampled_from(["ok", "fail", "cancel"]), st.floats(0, 3)), max_size=80
-    )
-)
+@given(st.lists(st.tuples(st.sampled_from(["ok", "fail", "cancel"]), st.floats(0, 3)), max_size=80))
 def test_transitions_follow_the_state_machine(steps: list[tuple[str, float]]) -> None:
     clock = FakeClock()
     breaker, changes = make(clock, consecutive_failures=3, min_requests=5, open_s=1, open_max_s=8)
@@ -155,5 +150,5 @@ def test_transitions_follow_the_state_machine(steps: list[tuple[str, float]]) ->
         else:
             breaker.record(permit, failed=action == "fail")
     assert set(changes) <= allowed
-    for (_, new), (old, _) in zip(changes, changes[1:], strict=False):
+    for (_, new), (old, _) in itertools.pairwise(changes):
         assert new is old  # transitions chain

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -9,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 import anyio
+import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -28,6 +31,9 @@ class FaultSettings(BaseModel):
     malformed_rate: float = Field(default=0.0, ge=0, le=1, description="200 with a broken body")
     outage: bool = Field(default=False, description="answer every send with 503")
     hang_s: float = Field(default=30.0, ge=0, description="how long a 'timeout' hangs")
+    timeout_after_accept: bool = Field(
+        default=False, description="a 'timeout' takes the message first, then hangs"
+    )
     reject_mobiles: list[str] = Field(
         default_factory=list, description="national numbers refused with the documented error"
     )
@@ -103,13 +109,21 @@ async def apply_transport_fault(state: EmulatorState, action: FaultAction) -> Re
         await anyio.sleep(state.faults.latency_s)
     if action is FaultAction.OUTAGE:
         return Response("service unavailable", status_code=503)
-    if action is FaultAction.TIMEOUT:
+    if action is FaultAction.TIMEOUT and not state.faults.timeout_after_accept:
         await anyio.sleep(state.faults.hang_s)
         return Response("too late", status_code=504)
     if action is FaultAction.HTTP_5XX:
         return Response("internal error", status_code=500)
     if action is FaultAction.MALFORMED:
         return Response(b'{"code": "00", "data": {', media_type="application/json")
+    return None
+
+
+async def hang_after_accept(state: EmulatorState, action: FaultAction) -> Response | None:
+    """For ``timeout_after_accept``: the message was taken; now hang past the client's timeout."""
+    if action is FaultAction.TIMEOUT and state.faults.timeout_after_accept:
+        await anyio.sleep(state.faults.hang_s)
+        return Response("too late", status_code=504)
     return None
 
 
@@ -172,3 +186,28 @@ async def record(state: EmulatorState, request: Request, fields: Mapping[str, An
         )
     )
     return action
+
+
+class Pusher:
+    """Fire-and-forget callbacks (receipts, replies): sent once after a delay, never retried,
+    never blocking the answer to the send that caused them."""
+
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def push_later(self, url: str | None, body: object, delay_s: float) -> None:
+        if url is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._push(url, body, delay_s))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _push(self, url: str, body: object, delay_s: float) -> None:
+        await anyio.sleep(delay_s)
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=5, trust_env=False)
+        with contextlib.suppress(httpx.HTTPError):
+            await self._client.post(
+                url, content=orjson.dumps(body), headers={"content-type": "application/json"}
+            )

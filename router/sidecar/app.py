@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from policies.base import BreakerState
 from router.engine import Router
 from router.errors import IdempotencyConflictError, MessageError, RouterError, StateStoreError
 from router.sidecar.schemas import SendRequest, explanation_json, result_json
@@ -35,6 +37,20 @@ async def _parse_send(request: Request) -> SendRequest | Response:
             for e in exc.errors(include_url=False, include_input=False)
         ]
         return _error(422, "invalid_request", errors)
+
+
+def provider_json(router: Router, name: str) -> dict[str, Any]:
+    p = router.providers[name]
+    breaker = router.breaker(name)
+    return {
+        "kind": p.kind,
+        "enabled": p.settings.enabled and router.is_enabled(name),
+        "max_batch": p.max_batch,
+        "weight": p.settings.weight,
+        "price_per_part": p.settings.price_per_part,
+        "breaker": breaker.state.value,
+        "failure_rate": round(breaker.failure_rate(), 4),
+    }
 
 
 def create_app(router: Router) -> Starlette:
@@ -69,17 +85,53 @@ def create_app(router: Router) -> Starlette:
         return _json(explanation_json(explanation))
 
     async def providers(_: Request) -> Response:
-        return _json(
-            {
-                name: {
-                    "kind": p.kind,
-                    "enabled": p.settings.enabled and router.is_enabled(name),
-                    "max_batch": p.max_batch,
-                    "weight": p.settings.weight,
-                }
-                for name, p in router.providers.items()
-            }
-        )
+        return _json({name: provider_json(router, name) for name in router.providers})
+
+    async def message_status(request: Request) -> Response:
+        result = router.recent_result(request.path_params["message_id"])
+        if result is None:
+            return _error(404, "not_found", "no message with that id in the recent results")
+        body = result_json(result)
+        for recipient, r in zip(body["recipients"], result.recipients, strict=True):
+            reports = (
+                router.receipts.get(r.provider, r.provider_message_id)
+                if r.provider and r.provider_message_id
+                else []
+            )
+            recipient["receipts"] = [
+                {"status": rep.status.value, "code": rep.status_code, "mobile": rep.mobile}
+                for rep in reports
+            ]
+        return _json(body)
+
+    def authorised(request: Request) -> Response | None:
+        token = router.settings.server.admin_token
+        if not token:
+            return _error(403, "admin_disabled", "set server.admin_token to enable admin calls")
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return _error(401, "unauthorised", "send Authorization: Bearer <admin token>")
+        return None
+
+    async def admin_provider(request: Request) -> Response:
+        denied = authorised(request)
+        if denied is not None:
+            return denied
+        name, action = request.path_params["name"], request.path_params["action"]
+        if name not in router.providers:
+            known = sorted(router.providers)
+            return _error(404, "not_found", f"no provider {name!r}; configured: {known}")
+        actions = {
+            "enable": lambda: router.set_enabled(name, True),
+            "disable": lambda: router.set_enabled(name, False),
+            "open": lambda: router.breaker(name).force(BreakerState.OPEN),
+            "close": lambda: router.breaker(name).force(BreakerState.CLOSED),
+            "auto": lambda: router.breaker(name).force(None),
+        }
+        if action not in actions:
+            return _error(404, "not_found", f"unknown action; use one of {sorted(actions)}")
+        actions[action]()
+        return _json(provider_json(router, name))
 
     async def livez(_: Request) -> Response:
         return _json({"status": "alive"})
@@ -101,6 +153,8 @@ def create_app(router: Router) -> Starlette:
             Route("/v1/messages", send, methods=["POST"]),
             Route("/v1/explain", explain, methods=["POST"]),
             Route("/v1/providers", providers, methods=["GET"]),
+            Route("/v1/messages/{message_id}", message_status, methods=["GET"]),
+            Route("/v1/admin/providers/{name}/{action}", admin_provider, methods=["POST"]),
             Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

@@ -1,0 +1,58 @@
+"""The three emulators on loopback threads plus router settings that point at them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from providers.emulators._common import EmulatorState, RecordedRequest
+from providers.emulators.server import ThreadedServer, free_port
+from router.config import RouterSettings
+from router.sandbox import Sandbox, create_sandbox, sandbox_settings
+
+# Where each emulator's send request carries its mobiles.
+MOBILE_FIELDS = {"baofoo": "mobile", "v1platform": "mobiles", "ronglian": "to"}
+SEND_PATHS = {"baofoo": "/sendSms", "v1platform": "/api/v1/send", "ronglian": "/TemplateSMS"}
+
+
+@dataclass
+class RunningSandbox:
+    box: Sandbox
+    servers: dict[str, ThreadedServer]
+
+    def state(self, provider: str) -> EmulatorState:
+        return self.box.state(provider)
+
+    def settings(self, **overrides: Any) -> RouterSettings:
+        return sandbox_settings(self.box, **overrides)
+
+    def sends(self, provider: str) -> list[RecordedRequest]:
+        return self.state(provider).sent_requests(SEND_PATHS[provider])
+
+    def mobiles_sent(self, provider: str) -> list[list[str]]:
+        """The national numbers of each send request the emulator received, in order."""
+        out = []
+        for request in self.sends(provider):
+            raw = str(request.fields.get(MOBILE_FIELDS[provider], ""))
+            out.append([m[-11:] for m in raw.replace(";", ",").split(",") if m])
+        return out
+
+    def reset(self) -> None:
+        for name in self.servers:
+            self.state(name).reset()
+
+
+@contextmanager
+def running_sandbox() -> Iterator[RunningSandbox]:
+    ports = {name: free_port() for name in ("baofoo", "v1platform", "ronglian")}
+    box = create_sandbox(ports)
+    servers = {name: ThreadedServer(app, port=ports[name]) for name, app in box.apps.items()}
+    try:
+        for server in servers.values():
+            server.start()
+        yield RunningSandbox(box, servers)
+    finally:
+        for server in servers.values():
+            server.stop()
