@@ -14,10 +14,28 @@ from __future__ import annotations
 
 from typing import Literal
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 TransportKind = Literal["aiohttp", "httpx"]
 DEFAULT_TRANSPORT: TransportKind = "aiohttp"
+
+
+class SafeAiohttpTransport(AiohttpTransport):
+    """httpx-aiohttp's transport, plus one guarantee: no raw aiohttp exception escapes.
+
+    httpx-aiohttp leaves some aiohttp errors unmapped (a garbled status line raises
+    ``aiohttp.ClientResponseError``); they become ``httpx.RemoteProtocolError`` with the
+    original as ``__cause__``, so callers catching ``httpx.HTTPError`` see every failure.
+    """
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response: httpx.Response = await super().handle_async_request(request)
+        except aiohttp.ClientError as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+        return response
 
 
 def make_client(
@@ -34,9 +52,7 @@ def make_client(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
     if kind == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
-
-        transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits, trust_env=False)
+        transport: httpx.AsyncBaseTransport = SafeAiohttpTransport(limits=limits, trust_env=False)
     else:
         transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
     return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)

@@ -1,0 +1,139 @@
+"""Transport errors are classified safely for both transports, against real loopback servers.
+
+The trap: a connection dropped after the request was written may have been processed, so it
+must be UNKNOWN (never re-sent), while httpx-aiohttp reports it as ``ConnectTimeout``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from providers.base import ErrorClass, Verdict
+from providers.emulators.server import free_port
+from providers.http import classify_exception
+from router.transport import TransportKind, make_client
+
+pytestmark = pytest.mark.anyio
+TRANSPORTS: list[TransportKind] = ["aiohttp", "httpx"]
+
+
+@contextmanager
+def raw_server(handle: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A one-thread TCP server running ``handle`` on each connection (bounded: 5 s)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)  # so the loop notices ``stop`` quickly
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                handle(conn)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}/send"
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(6)
+
+
+def read_request(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    while len(body) < length:
+        body += conn.recv(65536)
+    return data
+
+
+async def post(kind: TransportKind, url: str, timeout_s: float = 0.3) -> httpx.Response:
+    client = make_client(kind, connect_timeout_s=0.3, timeout_s=timeout_s, max_connections=4)
+    async with client:
+        response = await client.post(url, content=b"payload=1")
+        await response.aread()
+        return response
+
+
+async def failure(kind: TransportKind, url: str) -> tuple[Verdict, ErrorClass]:
+    with pytest.raises(httpx.HTTPError) as info:
+        await post(kind, url)
+    verdict, fault = classify_exception(info.value)
+    return verdict, fault.error_class
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_nothing_listening_is_a_provable_rejection(kind: TransportKind) -> None:
+    verdict, error_class = await failure(kind, f"http://127.0.0.1:{free_port()}/send")
+    assert (verdict, error_class) == (Verdict.REJECTED, ErrorClass.CONNECT)
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_dropped_after_the_request_was_read_is_unknown(kind: TransportKind) -> None:
+    def read_then_close(conn: socket.socket) -> None:
+        read_request(conn)
+
+    with raw_server(read_then_close) as url:
+        verdict, _ = await failure(kind, url)
+    assert verdict is Verdict.UNKNOWN
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_no_answer_is_an_unknown_timeout(kind: TransportKind) -> None:
+    release = threading.Event()
+
+    def read_then_hang(conn: socket.socket) -> None:
+        read_request(conn)
+        release.wait(3)
+
+    with raw_server(read_then_hang) as url:
+        verdict, error_class = await failure(kind, url)
+        release.set()
+    assert (verdict, error_class) == (Verdict.UNKNOWN, ErrorClass.TIMEOUT)
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_a_garbage_answer_is_unknown(kind: TransportKind) -> None:
+    def garbage(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(b"SMTP READY\r\n\r\n")
+
+    with raw_server(garbage) as url:
+        verdict, _ = await failure(kind, url)
+    assert verdict is Verdict.UNKNOWN
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+@pytest.mark.parametrize("body", [b'{"code": "00"}', bytes(range(256)) * 4096])
+async def test_bodies_arrive_intact(kind: TransportKind, body: bytes) -> None:
+    def answer(conn: socket.socket) -> None:
+        read_request(conn)
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        conn.sendall(head.encode() + body)
+
+    with raw_server(answer) as url:
+        response = await post(kind, url, timeout_s=5)
+    assert response.content == body
