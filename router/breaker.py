@@ -105,7 +105,7 @@ class CircuitBreaker:
         return None
 
     def force_permit(self) -> Permit:
-        """Send regardless of state (panic rule); the outcome still counts."""
+        """Send regardless of state (panic rule); the outcome is recorded in the window."""
         return Permit(trial=False, forced=True)
 
     def record(self, permit: Permit, failed: bool) -> None:
@@ -122,13 +122,10 @@ class CircuitBreaker:
                 self._reset_window()
                 self._move(BreakerState.CLOSED)
             return
+        # A forced (panic) send never moves the state: recovery goes through the timer and a
+        # half-open trial, so the state machine keeps its four edges.
         if failed and self._state is BreakerState.CLOSED and self._should_trip():
             self._trip()
-        elif not failed and permit.forced and self._state is not BreakerState.CLOSED:
-            # A panic send that worked is as good as a trial.
-            self._trips = 0
-            self._reset_window()
-            self._move(BreakerState.CLOSED)
 
     def release(self, permit: Permit) -> None:
         """The attempt was cancelled or never sent: free the half-open gate, count nothing."""

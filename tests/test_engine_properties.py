@@ -4,6 +4,7 @@ refused, and no batch exceeds its provider's limit. Checked against the real emu
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -84,7 +85,7 @@ def test_every_recipient_has_one_final_outcome(
     )
 
     async def run() -> list[Any]:
-        async with Router(router_settings) as router:
+        async with Router(router_settings, rng=random.Random(seed)) as router:
             for name, on in zip(PROVIDERS, enabled, strict=True):
                 router.set_enabled(name, on)
             result = await router.send(

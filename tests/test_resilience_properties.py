@@ -4,6 +4,7 @@ and every provider's breaker moves only along the state machine's edges."""
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from collections.abc import Iterator
 from itertools import pairwise
@@ -50,9 +51,13 @@ step = st.tuples(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(schedule=st.lists(step, min_size=1, max_size=5), at_least_once=st.booleans())
+@given(
+    schedule=st.lists(step, min_size=1, max_size=5),
+    at_least_once=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_no_loss_no_double_send_valid_breaker_moves(
-    sandbox: RunningSandbox, schedule: list[Any], at_least_once: bool
+    sandbox: RunningSandbox, schedule: list[Any], at_least_once: bool, seed: int
 ) -> None:
     sandbox.reset()
     events: list[Event] = []
@@ -69,7 +74,10 @@ def test_no_loss_no_double_send_valid_breaker_moves(
     outcomes: list[Any] = []
 
     async def run() -> None:
-        async with Router(router_settings, clock=clock, events=EventBus([Sink()])) as router:
+        router = Router(
+            router_settings, clock=clock, events=EventBus([Sink()]), rng=random.Random(seed)
+        )
+        async with router:
             start = 0
             for faults, n, dt in schedule:
                 for name, kind in zip(PROVIDERS, faults, strict=True):
