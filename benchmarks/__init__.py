@@ -1,0 +1,1 @@
+"""Hot-path and load benchmarks; each module runs with ``python -m benchmarks.<name>``."""
