@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import anyio
 
@@ -49,7 +50,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a few seconds, for CI")
     args = parser.parse_args()
     sends, concurrency = (200, 10) if args.smoke else (3000, 20)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for label, down in (("all healthy", ()), ("baofoo down", ("baofoo",))):
         with emulators(down=down) as urls:
             lat = anyio.run(run, settings_for(urls), sends, concurrency)

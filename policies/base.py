@@ -71,7 +71,10 @@ class Ranking:
 
 
 class Policy(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """A short name for logs and the explain call."""
+        ...
 
     def rank(self, context: RouteContext, providers: Sequence[ProviderHealth]) -> Ranking:
         """Order the candidates for one batch. Pure: same inputs, same output."""

@@ -22,6 +22,10 @@ class ProviderSettings(BaseModel):
     connect_timeout_s: float = Field(default=2.0, gt=0)
     timeout_s: float = Field(default=10.0, gt=0, description="whole-request timeout")
     price_per_part: float = Field(default=0.0, ge=0, description="cost of one SMS part")
+    spend_limit: float | None = Field(
+        default=None, ge=0, description="most spend per spend_period_s; None: unlimited"
+    )
+    spend_period_s: float = Field(default=86_400.0, gt=0)
     regions: Literal["mainland", "international", "all"] = "mainland"
     signature: str = Field(default="", description="e.g. 【Brand】, prepended to content")
 

@@ -73,6 +73,17 @@ class ResilienceSettings(BaseModel):
     )
 
 
+class CostWeights(BaseModel):
+    """Weights of the cost-aware policy (``policy = "cost"``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    price: float = Field(default=0.5, ge=0)
+    accepted: float = Field(default=0.25, ge=0)
+    delivery: float = Field(default=0.15, ge=0)
+    latency: float = Field(default=0.10, ge=0)
+
+
 class RouterSettings(BaseSettings):
     """Everything the router reads from its configuration."""
 
@@ -83,6 +94,13 @@ class RouterSettings(BaseSettings):
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     templates: dict[str, TemplateSettings] = Field(default_factory=dict)
     policy: Literal["weighted", "cost"] = "weighted"
+    cost_weights: CostWeights = Field(default_factory=CostWeights)
+    receipt_poll_s: float = Field(
+        default=5.0, ge=0, description="pull receipts (v1 /report) this often; 0: never"
+    )
+    balance_poll_s: float = Field(
+        default=60.0, ge=0, description="poll balances (v1 /queryBalance) this often; 0: never"
+    )
     default_region: str = "CN"
     invalid_mobiles: Literal["report", "raise"] = "report"
     unknown_outcomes: Literal["at_most_once", "at_least_once"] = "at_most_once"

@@ -23,6 +23,7 @@ from providers.base import (
     AttemptResult,
     Batch,
     DeliveryReport,
+    DeliveryStatus,
     Provider,
     Rendered,
     ReportPuller,
@@ -37,6 +38,7 @@ from router.events import AttemptFinished, AttemptStarted, EventBus, FailoverTak
 from router.limits import FailoverBudget, RateLimiter
 from router.receipts import ReceiptBook
 from router.recipients import Tracker, chunked, unfinished
+from router.stats import ProviderStats
 
 log = logging.getLogger("router.dispatch")
 RECONCILE_POLL_S = 0.2
@@ -50,6 +52,7 @@ class ProviderRuntime:
     breaker: CircuitBreaker
     limiter: anyio.CapacityLimiter
     rate: RateLimiter | None
+    stats: ProviderStats
     enabled: bool = True
     client: httpx.AsyncClient | None = None
 
@@ -75,6 +78,7 @@ class RouteJob:
     renders: Mapping[str, Rendered]
     draw: float
     deadline: float  # monotonic time by which the send must be finished
+    parts: tuple[int, int] = (1, 1)  # SMS parts per recipient: (mainland, international)
 
 
 class Dispatcher:
@@ -104,22 +108,41 @@ class Dispatcher:
     # -- ranking ------------------------------------------------------------------------------
 
     def health(self, job: RouteJob, sample: Tracker) -> list[ProviderHealth]:
-        return [
-            ProviderHealth(
-                name=name,
-                weight=rt.provider.settings.weight,
-                enabled=rt.enabled and rt.provider.settings.enabled,
-                breaker=rt.breaker.state,
-                can_render=name in job.renders,
-                region_ok=rt.provider.can_reach(sample.mobile),
-                price_per_part=rt.provider.settings.price_per_part,
+        out = []
+        for name, rt in self.runtimes.items():
+            s, stats = rt.provider.settings, rt.stats
+            out.append(
+                ProviderHealth(
+                    name=name,
+                    weight=s.weight,
+                    enabled=rt.enabled and s.enabled,
+                    breaker=rt.breaker.state,
+                    can_render=name in job.renders,
+                    region_ok=rt.provider.can_reach(sample.mobile),
+                    price_per_part=s.price_per_part,
+                    accepted_rate=stats.accepted.mean(),
+                    delivery_rate=stats.delivered.mean(),
+                    latency_s=stats.latency.mean(),
+                    balance=stats.balance,
+                    spend_left=stats.spend_left(s.spend_limit),
+                )
             )
-            for name, rt in self.runtimes.items()
-        ]
+        return out
 
     def rank(self, job: RouteJob, group: Sequence[Tracker]) -> Ranking:
-        context = RouteContext(scene=job.scene, recipients=len(group), draw=job.draw)
+        parts = job.parts[0] if group[0].mobile.is_mainland else job.parts[1]
+        context = RouteContext(job.scene, recipients=len(group), parts=parts, draw=job.draw)
         return self.policy.rank(context, self.health(job, group[0]))
+
+    def ingest(self, reports: Sequence[DeliveryReport]) -> list[DeliveryReport]:
+        """Record receipts (pushed or pulled); feeds reconciliation and delivery rates.
+        Returns the new ones: a receipt pushed twice counts once."""
+        fresh = self.receipts.add(reports)
+        for report in fresh:
+            rt = self.runtimes.get(report.provider)
+            if rt is not None:
+                rt.stats.receipt(report.status is DeliveryStatus.DELIVERED)
+        return fresh
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -147,7 +170,7 @@ class Dispatcher:
         while True:
             for provider in {p for p, _ in keys - found}:
                 try:
-                    self.receipts.add(await self.runtimes[provider].pull_reports())
+                    self.ingest(await self.runtimes[provider].pull_reports())
                 except (httpx.HTTPError, RouterError) as exc:
                     log.warning("receipt pull from %s failed: %s", provider, type(exc).__name__)
             found = {k for k in keys if self.receipts.get(*k)}
@@ -255,7 +278,12 @@ class Dispatcher:
             and result.fault.counts_against_breaker
         )
         rt.breaker.record(permit, failed=failed)
-        self._emit_attempt(job, batch, result, self.clock.monotonic() - started)
+        duration = self.clock.monotonic() - started
+        accepted = sum(r.verdict is Verdict.ACCEPTED for r in result.recipients)
+        rt.stats.attempt(result.verdict is Verdict.ACCEPTED, duration)
+        parts = job.parts[0] if chunk[0].mobile.is_mainland else job.parts[1]
+        rt.stats.spent(rt.provider.settings.price_per_part * parts * accepted)
+        self._emit_attempt(job, batch, result, duration)
         return batch.request_id, result
 
     def _emit_attempt(

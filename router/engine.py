@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -19,7 +19,7 @@ import anyio
 import httpx
 
 from policies.base import BreakerState, Policy, Ranking
-from policies.weighted import WeightedFailover
+from policies.parts import count_parts
 from providers.base import Provider, Rendered, RenderRequest
 from router.breaker import CircuitBreaker
 from router.clock import Clock, SystemClock
@@ -29,9 +29,12 @@ from router.errors import MissingParamError, NoRouteError, UnknownTemplateError
 from router.events import BreakerChanged, EventBus, SendFinished, SendStarted
 from router.limits import RateLimiter
 from router.model import Message, SendResult
+from router.pollers import poll_balances, poll_receipts
 from router.receipts import ReceiptBook
 from router.recipients import Recipients, prepare_recipients
+from router.stats import ProviderStats
 from router.transport import make_client
+from router.wiring import build_policy
 
 RECENT_RESULTS = 10_000
 
@@ -86,11 +89,12 @@ class Router:
         for name, client in (clients or {}).items():
             self.runtimes[name].client = client
         self.receipts = ReceiptBook()
+        self._background: anyio.abc.TaskGroup | None = None
         self._recent: OrderedDict[str, SendResult] = OrderedDict()
         self.dispatcher = Dispatcher(
             settings,
             self.runtimes,
-            policy or WeightedFailover(),
+            policy or build_policy(settings),
             self.events,
             self.clock,
             self.receipts,
@@ -106,7 +110,9 @@ class Router:
             self.settings.resilience.breaker, self.clock, rng=self._rng, on_change=changed
         )
         rate = RateLimiter(self.clock, s.rate_limit_rps) if s.rate_limit_rps else None
-        return ProviderRuntime(provider, breaker, anyio.CapacityLimiter(s.concurrency), rate)
+        stats = ProviderStats(self.clock, spend_period_s=s.spend_period_s)
+        limiter = anyio.CapacityLimiter(s.concurrency)
+        return ProviderRuntime(provider, breaker, limiter, rate, stats)
 
     async def __aenter__(self) -> Router:
         if self._owns_clients:
@@ -118,6 +124,18 @@ class Router:
                     timeout_s=s.timeout_s,
                     max_connections=s.concurrency,
                 )
+        # Background pulls live as long as the router; entered and left in the same task
+        # (the sidecar's lifespan, SyncRouter's holder task, or the caller's async with).
+        self._background = anyio.create_task_group()
+        await self._background.__aenter__()
+        if self.settings.receipt_poll_s:
+            self._background.start_soon(
+                poll_receipts, self.dispatcher, self.settings.receipt_poll_s
+            )
+        if self.settings.balance_poll_s:
+            self._background.start_soon(
+                poll_balances, list(self.runtimes.values()), self.settings.balance_poll_s
+            )
         return self
 
     async def __aexit__(
@@ -126,6 +144,10 @@ class Router:
         await self.aclose()
 
     async def aclose(self) -> None:
+        background, self._background = self._background, None
+        if background is not None:
+            background.cancel_scope.cancel()
+            await background.__aexit__(None, None, None)
         if not self._owns_clients:
             return
         for rt in self.runtimes.values():
@@ -142,7 +164,12 @@ class Router:
         send_id = uuid.uuid4().hex
         deadline_s = self.settings.send_deadline_s
         job = RouteJob(
-            send_id, prepared.scene, prepared.renders, self._rng.random(), started + deadline_s
+            send_id,
+            prepared.scene,
+            prepared.renders,
+            self._rng.random(),
+            started + deadline_s,
+            parts=_parts(prepared.renders.values()),
         )
         trackers = prepared.recipients.trackers
         self.events.emit(SendStarted(send_id, prepared.scene, len(trackers)))
@@ -248,6 +275,17 @@ class Router:
                 panic=result.panic,
             )
         )
+
+
+def _parts(renders: Iterable[Rendered]) -> tuple[int, int]:
+    """SMS parts per recipient (mainland, international): the longest rendering decides.
+    A template-only rendering (Ronglian) is counted as one part per template value set."""
+    texts = [r.content for r in renders if r.content]
+    if not texts:
+        return 1, 1
+    mainland = max(count_parts(t, mainland=True) for t in texts)
+    international = max(count_parts(t, mainland=False) for t in texts)
+    return max(1, mainland), max(1, international)
 
 
 __all__ = ["Explanation", "Router"]

@@ -21,9 +21,9 @@ class ReceiptBook:
         self._by_id: OrderedDict[tuple[str, str], list[DeliveryReport]] = OrderedDict()
         self._waiters: dict[tuple[str, str], tuple[anyio.Event, int]] = {}
 
-    def add(self, reports: Iterable[DeliveryReport]) -> int:
-        """Record reports; returns how many were new (a duplicate push is ignored)."""
-        added = 0
+    def add(self, reports: Iterable[DeliveryReport]) -> list[DeliveryReport]:
+        """Record reports; returns the new ones (a duplicate push is ignored)."""
+        added: list[DeliveryReport] = []
         for report in reports:
             key = (report.provider, report.provider_message_id)
             known = self._by_id.setdefault(key, [])
@@ -31,7 +31,7 @@ class ReceiptBook:
                 continue
             known.append(report)
             self._by_id.move_to_end(key)
-            added += 1
+            added.append(report)
             waiter = self._waiters.pop(key, None)
             if waiter is not None:
                 waiter[0].set()

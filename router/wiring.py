@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from policies.base import Policy
+from policies.cost import CostAwarePolicy, QualityWeights
+from policies.weighted import WeightedFailover
 from providers.base import Provider
 from providers.registry import ADAPTERS
 from router.clock import Clock
@@ -14,3 +17,10 @@ def build_providers(settings: RouterSettings, clock: Clock) -> dict[str, Provide
         name: ADAPTERS[provider_settings.type].factory(name, provider_settings, clock)
         for name, provider_settings in settings.provider_settings.items()
     }
+
+
+def build_policy(settings: RouterSettings) -> Policy:
+    if settings.policy == "cost":
+        w = settings.cost_weights
+        return CostAwarePolicy(QualityWeights(w.price, w.accepted, w.delivery, w.latency))
+    return WeightedFailover()

@@ -1,0 +1,62 @@
+"""Background pulls: delivery receipts (so a missed push is recovered) and balances.
+
+Each loop survives provider errors (logged, retried next period) and stops when cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol, runtime_checkable
+
+import anyio
+import httpx
+
+from router.dispatch import Dispatcher, ProviderRuntime
+from router.errors import RouterError
+
+log = logging.getLogger("router.pollers")
+
+
+@runtime_checkable
+class BalanceQuery(Protocol):
+    def build_balance_request(self) -> httpx.Request: ...
+
+    def parse_balance(self, response: httpx.Response) -> object: ...
+
+
+async def poll_receipts(dispatcher: Dispatcher, interval_s: float) -> None:
+    pullers = [rt for rt in dispatcher.runtimes.values() if rt.pulls_reports]
+    while pullers:
+        for rt in pullers:
+            try:
+                fresh = dispatcher.ingest(await rt.pull_reports())
+            except (httpx.HTTPError, RouterError) as exc:
+                log.warning("receipt pull from %s failed: %s", rt.provider.name, exc)
+                continue
+            if fresh:
+                log.debug("pulled %d receipts from %s", len(fresh), rt.provider.name)
+        await anyio.sleep(interval_s)
+
+
+async def poll_balances(runtimes: list[ProviderRuntime], interval_s: float) -> None:
+    queried = [rt for rt in runtimes if isinstance(rt.provider, BalanceQuery)]
+    while queried:
+        for rt in queried:
+            await refresh_balance(rt)
+        await anyio.sleep(interval_s)
+
+
+async def refresh_balance(rt: ProviderRuntime) -> None:
+    provider = rt.provider
+    if not isinstance(provider, BalanceQuery) or rt.client is None:
+        return
+    try:
+        response = await rt.client.send(provider.build_balance_request())
+        await response.aread()
+        balance = provider.parse_balance(response)
+    except (httpx.HTTPError, RouterError) as exc:
+        log.warning("balance query to %s failed: %s", provider.name, exc)
+        return
+    value = getattr(balance, "balance", None)
+    if isinstance(value, int | float):
+        rt.stats.balance = float(value)
