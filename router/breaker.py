@@ -132,6 +132,12 @@ class CircuitBreaker:
         if permit.trial:
             self._trial_in_flight = False
 
+    def open_for(self, seconds: float) -> None:
+        """Another instance's breaker tripped: share its cool-down (no growth, no trip count)."""
+        if self.state is BreakerState.CLOSED and seconds > 0:
+            self._open_until = self._clock.monotonic() + seconds
+            self._move(BreakerState.OPEN)
+
     def force(self, state: BreakerState | None) -> None:
         """Operator override: pin OPEN or CLOSED; None returns to automatic."""
         old = self.state

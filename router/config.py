@@ -42,10 +42,35 @@ class TemplateSettings(BaseModel):
 
     content: str | None = None
     defaults: dict[str, str] = Field(default_factory=dict, description="param default values")
+    throttle_s: float | None = Field(
+        default=None, gt=0, description="at most one SMS per mobile per this many seconds"
+    )
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def to_template(self, key: str) -> Template:
         return Template(key=key, content=self.content, provider_options=self.providers)
+
+
+class StateSettings(BaseModel):
+    """Where idempotency records, per-mobile limits and shared cool-downs live."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str | None = Field(default=None, description="redis://host:port/db")
+    prefix: str = Field(default="smsrouter:", min_length=1)
+    idempotency_ttl_s: float = Field(default=86_400.0, gt=0)
+    lease_s: float | None = Field(
+        default=None, gt=0, description="idempotency lease; default: send deadline + 5 s"
+    )
+    redis_timeout_s: float = Field(default=0.5, gt=0)
+    breaker_sync_s: float = Field(default=1.0, ge=0, description="share cool-downs; 0: off")
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> StateSettings:
+        if self.backend == "redis" and not self.redis_url:
+            raise ValueError("backend = 'redis' needs redis_url")
+        return self
 
 
 class ServerSettings(BaseModel):
@@ -107,6 +132,7 @@ class RouterSettings(BaseSettings):
     send_deadline_s: float = Field(default=30.0, gt=0)
     transport: TransportKind = "aiohttp"
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
 
     _parsed: dict[str, ProviderSettings] = PrivateAttr(default_factory=dict)

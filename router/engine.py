@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -27,16 +27,19 @@ from router.config import RouterSettings
 from router.dispatch import Dispatcher, ProviderRuntime, RouteJob, route_groups
 from router.errors import MissingParamError, NoRouteError, UnknownTemplateError
 from router.events import BreakerChanged, EventBus, SendFinished, SendStarted
+from router.idempotency import send_idempotent
 from router.limits import RateLimiter
-from router.model import Message, SendResult
-from router.pollers import poll_balances, poll_receipts
+from router.model import Message, RecipientStatus, SendResult
+from router.pollers import poll_balances, poll_receipts, sync_breakers
 from router.receipts import ReceiptBook
-from router.recipients import Recipients, prepare_recipients
+from router.recipients import Recipients, Tracker, prepare_recipients
+from router.state.base import StateStore
 from router.stats import ProviderStats
 from router.transport import make_client
-from router.wiring import build_policy
+from router.wiring import build_policy, build_store
 
 RECENT_RESULTS = 10_000
+_UNSENT = frozenset({RecipientStatus.REJECTED, RecipientStatus.UNROUTABLE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class Router:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         clients: Mapping[str, httpx.AsyncClient] | None = None,
+        store: StateStore | None = None,
     ) -> None:
         """``providers``, ``policy`` and ``clients`` default to what ``settings`` describes;
         pass them to embed custom adapters or HTTP clients (the caller then closes its clients).
@@ -88,6 +92,7 @@ class Router:
         self._owns_clients = clients is None
         for name, client in (clients or {}).items():
             self.runtimes[name].client = client
+        self.store: StateStore = store or build_store(settings, self.clock)
         self.receipts = ReceiptBook()
         self._background: anyio.abc.TaskGroup | None = None
         self._recent: OrderedDict[str, SendResult] = OrderedDict()
@@ -132,6 +137,10 @@ class Router:
             self._background.start_soon(
                 poll_receipts, self.dispatcher, self.settings.receipt_poll_s
             )
+        if self.settings.state.breaker_sync_s:
+            self._background.start_soon(
+                sync_breakers, self.store, self.runtimes, self.settings.state.breaker_sync_s
+            )
         if self.settings.balance_poll_s:
             self._background.start_soon(
                 poll_balances, list(self.runtimes.values()), self.settings.balance_poll_s
@@ -148,6 +157,7 @@ class Router:
         if background is not None:
             background.cancel_scope.cancel()
             await background.__aexit__(None, None, None)
+        await self.store.aclose()
         if not self._owns_clients:
             return
         for rt in self.runtimes.values():
@@ -158,7 +168,25 @@ class Router:
     # -- public API -------------------------------------------------------------------------
 
     async def send(self, message: Message) -> SendResult:
-        """Send ``message`` to every valid recipient; never raises for provider failures."""
+        """Send ``message`` to every valid recipient; never raises for provider failures.
+
+        With an ``idempotency_key``, a key seen before returns the recorded result
+        (``idempotent_replay``) and concurrent sends with it make one provider request.
+        """
+        if message.idempotency_key is None:
+            return await self._send_once(message)
+        state = self.settings.state
+        return await send_idempotent(
+            self.store,
+            message,
+            self._send_once,
+            clock=self.clock,
+            lease_s=state.lease_s or self.settings.send_deadline_s + 5,
+            ttl_s=state.idempotency_ttl_s,
+            wait_s=self.settings.send_deadline_s + 5,
+        )
+
+    async def _send_once(self, message: Message) -> SendResult:
         started = self.clock.monotonic()
         prepared = self._prepare(message)
         send_id = uuid.uuid4().hex
@@ -173,11 +201,18 @@ class Router:
         )
         trackers = prepared.recipients.trackers
         self.events.emit(SendStarted(send_id, prepared.scene, len(trackers)))
+        window = self._throttle_window(message)
+        if window:
+            await self._throttle(prepared.scene, trackers, window)
         with anyio.move_on_after(deadline_s):
             await self.dispatcher.route(job, trackers)
         for tracker in trackers:
             if tracker.status is None:
                 tracker.deadline_passed()
+        if window:
+            # A recipient nobody took may try again at once: only a sent SMS counts.
+            unsent = [t.mobile.e164 for t in trackers if t.status in _UNSENT]
+            await self.store.unthrottle(unsent, prepared.scene)
         result = SendResult(
             send_id,
             prepared.recipients.outcomes(),
@@ -186,6 +221,17 @@ class Router:
         self._emit_finished(prepared.scene, result, self.clock.monotonic() - started)
         self._remember(result)
         return result
+
+    def _throttle_window(self, message: Message) -> float | None:
+        if message.scene is None:
+            return None
+        spec = self.settings.templates.get(message.scene)
+        return spec.throttle_s if spec is not None else None
+
+    async def _throttle(self, scene: str, trackers: Sequence[Tracker], window: float) -> None:
+        by_mobile = {t.mobile.e164: t for t in trackers}
+        for mobile in await self.store.throttle(list(by_mobile), scene, window):
+            by_mobile[mobile].throttle(window)
 
     def _remember(self, result: SendResult) -> None:
         self._recent[result.message_id] = result

@@ -12,6 +12,7 @@ the caller should fix. Errors are sorted by what the router must do about them::
     │   ├── MissingParamError       a template parameter the message did not supply
     │   └── NoRouteError            no enabled provider can render or reach the message
     ├── IdempotencyConflictError    an idempotency key reused with a different payload
+    ├── IdempotencyPendingError     the first send with this key is still running
     ├── StateStoreError             the shared state store (Redis) is unreachable; fail closed
     └── ProviderResponseError       internal: a provider answered in a shape we cannot read
 
@@ -85,6 +86,17 @@ class IdempotencyConflictError(RouterError):
         super().__init__(
             f"idempotency key {key!r} was already used for a different message; "
             "use a new key for a new message"
+        )
+
+
+class IdempotencyPendingError(RouterError):
+    """Another send with the same idempotency key did not finish within the deadline."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(
+            f"a send with idempotency key {key!r} is still in progress; retry later with the "
+            "same key to get its result"
         )
 
 

@@ -6,13 +6,17 @@ Each loop survives provider errors (logged, retried next period) and stops when 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 import anyio
 import httpx
 
+from policies.base import BreakerState
 from router.dispatch import Dispatcher, ProviderRuntime
-from router.errors import RouterError
+from router.errors import RouterError, StateStoreError
+from router.state.base import StateStore
 
 log = logging.getLogger("router.pollers")
 
@@ -60,3 +64,21 @@ async def refresh_balance(rt: ProviderRuntime) -> None:
     value = getattr(balance, "balance", None)
     if isinstance(value, int | float):
         rt.stats.balance = float(value)
+
+
+async def sync_breakers(
+    store: StateStore, runtimes: Mapping[str, ProviderRuntime], interval_s: float
+) -> None:
+    """Share breaker cool-downs between instances: publish ours, adopt theirs."""
+    names = list(runtimes)
+    while True:
+        now = time.time()
+        try:
+            for name, rt in runtimes.items():
+                if rt.breaker.state is BreakerState.OPEN and rt.breaker.open_remaining_s > 0:
+                    await store.publish_open(name, now + rt.breaker.open_remaining_s)
+            for name, until in (await store.open_until(names)).items():
+                runtimes[name].breaker.open_for(until - now)
+        except StateStoreError as exc:
+            log.warning("breaker sync skipped: %s", exc)
+        await anyio.sleep(interval_s)

@@ -74,6 +74,12 @@ class Tracker:
                 RecipientStatus.UNKNOWN, f"{provider} did not answer and sent no receipt in time"
             )
 
+    def throttle(self, window_s: float) -> None:
+        self._finish(
+            RecipientStatus.THROTTLED,
+            f"this mobile already got this scene within the last {window_s:g} s",
+        )
+
     def exhausted(self, why: str = "") -> None:
         """No provider is left to try (``why`` says what stopped the failover, if anything)."""
         if not self.attempts:

@@ -9,6 +9,8 @@ from providers.base import Provider
 from providers.registry import ADAPTERS
 from router.clock import Clock
 from router.config import RouterSettings
+from router.state.base import StateStore
+from router.state.memory import MemoryStateStore
 
 
 def build_providers(settings: RouterSettings, clock: Clock) -> dict[str, Provider]:
@@ -24,3 +26,15 @@ def build_policy(settings: RouterSettings) -> Policy:
         w = settings.cost_weights
         return CostAwarePolicy(QualityWeights(w.price, w.accepted, w.delivery, w.latency))
     return WeightedFailover()
+
+
+def build_store(settings: RouterSettings, clock: Clock) -> StateStore:
+    state = settings.state
+    if state.backend == "redis":
+        from router.state.redis import RedisStateStore
+
+        assert state.redis_url is not None  # validated by StateSettings
+        return RedisStateStore.from_url(
+            state.redis_url, prefix=state.prefix, timeout_s=state.redis_timeout_s
+        )
+    return MemoryStateStore(clock)

@@ -16,7 +16,13 @@ from starlette.routing import Route
 
 from policies.base import BreakerState
 from router.engine import Router
-from router.errors import IdempotencyConflictError, MessageError, RouterError, StateStoreError
+from router.errors import (
+    IdempotencyConflictError,
+    IdempotencyPendingError,
+    MessageError,
+    RouterError,
+    StateStoreError,
+)
 from router.sidecar.schemas import SendRequest, explanation_json, result_json
 
 
@@ -66,6 +72,8 @@ def create_app(router: Router) -> Starlette:
             result = await router.send(message)
         except IdempotencyConflictError as exc:
             return _error(409, "idempotency_conflict", str(exc))
+        except IdempotencyPendingError as exc:
+            return _error(409, "idempotency_pending", str(exc))
         except MessageError as exc:
             return _error(400, "bad_message", str(exc))
         except StateStoreError as exc:

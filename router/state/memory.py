@@ -1,0 +1,93 @@
+"""In-memory state store: one process, bounded, expiring on an injected clock."""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from router.clock import Clock, SystemClock
+from router.state.base import Acquired, Conflict, Done, InProgress, Reservation
+
+
+@dataclass(slots=True)
+class _Record:
+    fingerprint: str
+    expires: float
+    token: str | None = None  # set while leased
+    payload: bytes | None = None  # set once committed
+
+
+class MemoryStateStore:
+    def __init__(self, clock: Clock | None = None, max_entries: int = 100_000) -> None:
+        self._clock = clock or SystemClock()
+        self._max = max_entries
+        self._records: OrderedDict[str, _Record] = OrderedDict()
+        self._marks: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._open: dict[str, float] = {}
+
+    def _now(self) -> float:
+        return self._clock.monotonic()
+
+    def _live(self, key: str) -> _Record | None:
+        record = self._records.get(key)
+        if record is not None and record.expires <= self._now():
+            del self._records[key]
+            return None
+        return record
+
+    async def reserve(self, key: str, fingerprint: str, lease_s: float) -> Reservation:
+        record = self._live(key)
+        if record is not None:
+            if record.fingerprint != fingerprint:
+                return Conflict()
+            if record.payload is not None:
+                return Done(record.payload)
+            return InProgress()
+        token = secrets.token_hex(16)
+        self._records[key] = _Record(fingerprint, self._now() + lease_s, token=token)
+        self._records.move_to_end(key)
+        while len(self._records) > self._max:
+            self._records.popitem(last=False)
+        return Acquired(token)
+
+    async def commit(self, key: str, token: str, payload: bytes, ttl_s: float) -> bool:
+        record = self._live(key)
+        if record is None or record.token != token:
+            return False
+        record.payload, record.token = payload, None
+        record.expires = self._now() + ttl_s
+        return True
+
+    async def release(self, key: str, token: str) -> None:
+        record = self._live(key)
+        if record is not None and record.token == token:
+            del self._records[key]
+
+    async def throttle(self, mobiles: Sequence[str], scope: str, window_s: float) -> set[str]:
+        now, throttled = self._now(), set()
+        for mobile in mobiles:
+            until = self._marks.get((scope, mobile))
+            if until is not None and until > now:
+                throttled.add(mobile)
+                continue
+            self._marks[(scope, mobile)] = now + window_s
+            self._marks.move_to_end((scope, mobile))
+        while len(self._marks) > self._max:
+            self._marks.popitem(last=False)
+        return throttled
+
+    async def unthrottle(self, mobiles: Sequence[str], scope: str) -> None:
+        for mobile in mobiles:
+            self._marks.pop((scope, mobile), None)
+
+    async def publish_open(self, provider: str, until_epoch_s: float) -> None:
+        self._open[provider] = max(until_epoch_s, self._open.get(provider, 0.0))
+
+    async def open_until(self, providers: Sequence[str]) -> dict[str, float]:
+        now = self._clock.now().timestamp()
+        return {p: u for p in providers if (u := self._open.get(p, 0.0)) > now}
+
+    async def aclose(self) -> None:
+        return None

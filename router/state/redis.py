@@ -1,0 +1,158 @@
+"""Redis state store (redis-py asyncio): several router instances behave as one.
+
+Every key is under ``prefix`` and carries a TTL. Reserve/commit/release are Lua scripts, so
+each is one atomic round trip; per-mobile throttles are one pipelined round trip for the whole
+list (``SET NX PX`` per mobile). Mobile numbers are hashed into key names, so a key listing
+never shows a phone number. Any Redis failure becomes :class:`StateStoreError`: the router
+then refuses to send rather than risk a double send (fail closed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from router.errors import StateStoreError
+from router.state.base import Acquired, Conflict, Done, InProgress, Reservation
+
+T = TypeVar("T")
+
+_RESERVE = """
+local fp = redis.call('HGET', KEYS[1], 'fp')
+if not fp then
+  redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'token', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {'acquired'}
+end
+if fp ~= ARGV[1] then return {'conflict'} end
+local payload = redis.call('HGET', KEYS[1], 'payload')
+if payload then return {'done', payload} end
+return {'progress'}
+"""
+_COMMIT = """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'payload', ARGV[2])
+redis.call('HDEL', KEYS[1], 'token')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+_RELEASE = """
+if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisStateStore:
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "smsrouter:", where: str) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._where = where  # host:port, for error messages (never the password)
+        self._reserve = client.register_script(_RESERVE)
+        self._commit = client.register_script(_COMMIT)
+        self._release = client.register_script(_RELEASE)
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, prefix: str = "smsrouter:", timeout_s: float = 0.5
+    ) -> RedisStateStore:
+        """Bounded timeouts and no retries: an unreachable Redis is reported within
+        ``timeout_s``, never waited out while a send holds its deadline."""
+        client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
+        )
+        parts = urlsplit(url)
+        return cls(client, prefix=prefix, where=f"{parts.hostname}:{parts.port or 6379}")
+
+    async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await op()
+        except (RedisError, OSError) as exc:
+            raise StateStoreError(
+                f"Redis at {self._where} failed during {what} ({type(exc).__name__}); "
+                "check that it is running and reachable. Nothing was sent (fail closed)."
+            ) from None
+
+    def _key(self, kind: str, name: str) -> str:
+        return f"{self._prefix}{kind}:{name}"
+
+    async def reserve(self, key: str, fingerprint: str, lease_s: float) -> Reservation:
+        token = secrets.token_hex(16)
+        args: list[str | bytes | int] = [fingerprint, token, max(1, int(lease_s * 1000))]
+        answer: Any = await self._call(
+            "reserve", lambda: self._reserve(keys=[self._key("idem", key)], args=args)
+        )
+        state = answer[0].decode() if isinstance(answer[0], bytes) else answer[0]
+        if state == "acquired":
+            return Acquired(token)
+        if state == "conflict":
+            return Conflict()
+        if state == "done":
+            return Done(bytes(answer[1]))
+        return InProgress()
+
+    async def commit(self, key: str, token: str, payload: bytes, ttl_s: float) -> bool:
+        args: list[str | bytes | int] = [token, payload, max(1, int(ttl_s * 1000))]
+        done: Any = await self._call(
+            "commit", lambda: self._commit(keys=[self._key("idem", key)], args=args)
+        )
+        return bool(done)
+
+    async def release(self, key: str, token: str) -> None:
+        await self._call(
+            "release", lambda: self._release(keys=[self._key("idem", key)], args=[token])
+        )
+
+    def _mark(self, scope: str, mobile: str) -> str:
+        digest = hashlib.sha256(mobile.encode()).hexdigest()[:24]
+        return self._key("thr", f"{scope}:{digest}")
+
+    async def throttle(self, mobiles: Sequence[str], scope: str, window_s: float) -> set[str]:
+        if not mobiles:
+            return set()
+        px = max(1, int(window_s * 1000))
+
+        async def run() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            for mobile in mobiles:
+                pipe.set(self._mark(scope, mobile), b"1", nx=True, px=px)
+            result: list[Any] = await pipe.execute()
+            return result
+
+        answers = await self._call("throttle", run)
+        return {m for m, ok in zip(mobiles, answers, strict=True) if not ok}
+
+    async def unthrottle(self, mobiles: Sequence[str], scope: str) -> None:
+        if mobiles:
+            keys = [self._mark(scope, m) for m in mobiles]
+            await self._call("unthrottle", lambda: self._redis.delete(*keys))
+
+    async def publish_open(self, provider: str, until_epoch_s: float) -> None:
+        px = int((until_epoch_s - time.time()) * 1000)
+        if px > 0:
+            value = repr(until_epoch_s).encode()
+            await self._call(
+                "publish_open", lambda: self._redis.set(self._key("open", provider), value, px=px)
+            )
+
+    async def open_until(self, providers: Sequence[str]) -> dict[str, float]:
+        if not providers:
+            return {}
+        keys = [self._key("open", p) for p in providers]
+        values: list[Any] = await self._call("open_until", lambda: self._redis.mget(keys))
+        return {p: float(v) for p, v in zip(providers, values, strict=True) if v is not None}
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
