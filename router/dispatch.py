@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,7 +34,14 @@ from router.breaker import CircuitBreaker, Permit
 from router.clock import Clock
 from router.config import RouterSettings
 from router.errors import RouterError
-from router.events import AttemptFinished, AttemptStarted, EventBus, FailoverTaken, PanicSend
+from router.events import (
+    AttemptFinished,
+    AttemptStarted,
+    EventBus,
+    FailoverTaken,
+    PanicSend,
+    ReceiptReceived,
+)
 from router.limits import FailoverBudget, RateLimiter
 from router.receipts import ReceiptBook
 from router.recipients import Tracker, chunked, unfinished
@@ -42,6 +49,7 @@ from router.stats import ProviderStats
 
 log = logging.getLogger("router.dispatch")
 RECONCILE_POLL_S = 0.2
+SENT_MEMORY = 100_000  # provider message ids remembered for receipt delay and trace links
 
 
 @dataclass(slots=True)
@@ -93,6 +101,7 @@ class Dispatcher:
     ) -> None:
         self.settings = settings
         self.receipts = receipts
+        self._sent: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
         self.runtimes = runtimes
         self.policy = policy
         self.events = events
@@ -139,9 +148,23 @@ class Dispatcher:
         Returns the new ones: a receipt pushed twice counts once."""
         fresh = self.receipts.add(reports)
         for report in fresh:
+            delivered = report.status is DeliveryStatus.DELIVERED
             rt = self.runtimes.get(report.provider)
             if rt is not None:
-                rt.stats.receipt(report.status is DeliveryStatus.DELIVERED)
+                rt.stats.receipt(delivered)
+            sent = self._sent.get((report.provider, report.provider_message_id))
+            delay = None
+            if sent is not None and report.at is not None:
+                delay = max(0.0, report.at.timestamp() - sent[0])
+            self.events.emit(
+                ReceiptReceived(
+                    report.provider,
+                    delivered,
+                    report.status_code,
+                    delay,
+                    sent[1] if sent is not None else None,
+                )
+            )
         return fresh
 
     # -- the loop -----------------------------------------------------------------------------
@@ -282,12 +305,30 @@ class Dispatcher:
         accepted = sum(r.verdict is Verdict.ACCEPTED for r in result.recipients)
         rt.stats.attempt(result.verdict is Verdict.ACCEPTED, duration)
         parts = job.parts[0] if chunk[0].mobile.is_mainland else job.parts[1]
-        rt.stats.spent(rt.provider.settings.price_per_part * parts * accepted)
-        self._emit_attempt(job, batch, result, duration)
+        cost = rt.provider.settings.price_per_part * parts * accepted
+        rt.stats.spent(cost)
+        if accepted:
+            self._remember_sent(job, result)
+        self._emit_attempt(job, batch, result, duration, parts, cost)
         return batch.request_id, result
 
+    def _remember_sent(self, job: RouteJob, result: AttemptResult) -> None:
+        """When and in which send each provider message id went out: receipt delay, links."""
+        now = self.clock.now().timestamp()
+        for r in result.recipients:
+            if r.provider_message_id is not None:
+                self._sent[(result.provider, r.provider_message_id)] = (now, job.send_id)
+        while len(self._sent) > SENT_MEMORY:
+            self._sent.popitem(last=False)
+
     def _emit_attempt(
-        self, job: RouteJob, batch: Batch, result: AttemptResult, duration_s: float
+        self,
+        job: RouteJob,
+        batch: Batch,
+        result: AttemptResult,
+        duration_s: float,
+        parts: int,
+        cost: float,
     ) -> None:
         counts = dict.fromkeys(Verdict, 0)
         for r in result.recipients:
@@ -305,6 +346,8 @@ class Dispatcher:
                 accepted=counts[Verdict.ACCEPTED],
                 rejected=counts[Verdict.REJECTED],
                 unknown=counts[Verdict.UNKNOWN],
+                parts=parts,
+                cost=cost,
             )
         )
 

@@ -26,7 +26,7 @@ from router.clock import Clock, SystemClock
 from router.config import RouterSettings
 from router.dispatch import Dispatcher, ProviderRuntime, RouteJob, route_groups
 from router.errors import MissingParamError, NoRouteError, UnknownTemplateError
-from router.events import BreakerChanged, EventBus, SendFinished, SendStarted
+from router.events import BreakerChanged, DedupeChecked, EventBus, SendFinished, SendStarted
 from router.idempotency import send_idempotent
 from router.limits import RateLimiter
 from router.model import Message, RecipientStatus, SendResult
@@ -143,7 +143,10 @@ class Router:
             )
         if self.settings.balance_poll_s:
             self._background.start_soon(
-                poll_balances, list(self.runtimes.values()), self.settings.balance_poll_s
+                poll_balances,
+                list(self.runtimes.values()),
+                self.settings.balance_poll_s,
+                self.events,
             )
         return self
 
@@ -176,6 +179,7 @@ class Router:
         if message.idempotency_key is None:
             return await self._send_once(message)
         state = self.settings.state
+        scene = message.scene or "content"
         return await send_idempotent(
             self.store,
             message,
@@ -184,6 +188,7 @@ class Router:
             lease_s=state.lease_s or self.settings.send_deadline_s + 5,
             ttl_s=state.idempotency_ttl_s,
             wait_s=self.settings.send_deadline_s + 5,
+            on_check=lambda result: self.events.emit(DedupeChecked(scene, result)),
         )
 
     async def _send_once(self, message: Message) -> SendResult:

@@ -44,6 +44,8 @@ class AttemptFinished:
     accepted: int
     rejected: int
     unknown: int
+    parts: int = 1  # SMS parts per recipient
+    cost: float = 0.0  # billed for the accepted recipients
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,29 @@ class BreakerChanged:
     new_state: str
 
 
+@dataclass(frozen=True, slots=True)
+class DedupeChecked:
+    """An idempotency key was looked up: ``result`` is new, replay or conflict."""
+
+    scene: str
+    result: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptReceived:
+    provider: str
+    delivered: bool
+    status_code: str
+    delay_s: float | None  # from the accepted attempt to the receipt, when known
+    send_id: str | None  # the send it belongs to, when this instance made it
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceUpdated:
+    provider: str
+    balance: float
+
+
 Event = (
     SendStarted
     | AttemptStarted
@@ -91,6 +116,9 @@ Event = (
     | PanicSend
     | SendFinished
     | BreakerChanged
+    | DedupeChecked
+    | ReceiptReceived
+    | BalanceUpdated
 )
 
 

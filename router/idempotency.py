@@ -33,12 +33,20 @@ async def send_idempotent(
     lease_s: float,
     ttl_s: float,
     wait_s: float,
+    on_check: Callable[[str], None] = lambda _: None,
 ) -> SendResult:
+    """``on_check`` hears "new", "replay" or "conflict" (for metrics)."""
     key = message.idempotency_key
     assert key is not None
-    token = await _acquire(store, key, fingerprint(message), clock, lease_s, wait_s)
+    try:
+        token = await _acquire(store, key, fingerprint(message), clock, lease_s, wait_s)
+    except IdempotencyConflictError:
+        on_check("conflict")
+        raise
     if isinstance(token, SendResult):
+        on_check("replay")
         return token
+    on_check("new")
     try:
         result = await send_once(message)
     except MessageError:

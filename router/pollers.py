@@ -16,6 +16,7 @@ import httpx
 from policies.base import BreakerState
 from router.dispatch import Dispatcher, ProviderRuntime
 from router.errors import RouterError, StateStoreError
+from router.events import BalanceUpdated, EventBus
 from router.state.base import StateStore
 
 log = logging.getLogger("router.pollers")
@@ -42,11 +43,15 @@ async def poll_receipts(dispatcher: Dispatcher, interval_s: float) -> None:
         await anyio.sleep(interval_s)
 
 
-async def poll_balances(runtimes: list[ProviderRuntime], interval_s: float) -> None:
+async def poll_balances(
+    runtimes: list[ProviderRuntime], interval_s: float, events: EventBus | None = None
+) -> None:
     queried = [rt for rt in runtimes if isinstance(rt.provider, BalanceQuery)]
     while queried:
         for rt in queried:
             await refresh_balance(rt)
+            if events is not None and rt.stats.balance is not None:
+                events.emit(BalanceUpdated(rt.provider.name, rt.stats.balance))
         await anyio.sleep(interval_s)
 
 

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -59,8 +61,10 @@ def provider_json(router: Router, name: str) -> dict[str, Any]:
     }
 
 
-def create_app(router: Router) -> Starlette:
-    """The sidecar app around an already configured ``router`` (entered in the lifespan)."""
+def create_app(router: Router, registry: CollectorRegistry | None = None) -> Starlette:
+    """The sidecar app around an already configured ``router`` (entered in the lifespan);
+    ``/metrics`` serves ``registry`` (OpenMetrics, with exemplars, when the scraper asks)."""
+    registry = registry or CollectorRegistry()
     ready = {"value": False}
 
     async def send(request: Request) -> Response:
@@ -141,6 +145,10 @@ def create_app(router: Router) -> Starlette:
         actions[action]()
         return _json(provider_json(router, name))
 
+    async def metrics(request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(registry), media_type=content_type)
+
     async def livez(_: Request) -> Response:
         return _json({"status": "alive"})
 
@@ -165,6 +173,7 @@ def create_app(router: Router) -> Starlette:
             Route("/v1/admin/providers/{name}/{action}", admin_provider, methods=["POST"]),
             Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

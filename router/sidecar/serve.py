@@ -6,10 +6,14 @@ import logging
 
 import anyio
 import uvicorn
+from prometheus_client import CollectorRegistry
 
 from router.config import RouterSettings, load_settings
 from router.engine import Router
+from router.events import EventBus
 from router.sidecar.app import create_app
+from router.telemetry import standard_sinks
+from router.telemetry.tracing import configure_sdk_from_env
 
 log = logging.getLogger("router.sidecar")
 
@@ -30,7 +34,10 @@ async def serve(
             settings = load_settings(config)
         host = host or settings.server.host
         port = port if port is not None else settings.server.port
-        app = create_app(Router(settings))
+        configure_sdk_from_env()
+        registry = CollectorRegistry()
+        router = Router(settings, events=EventBus(standard_sinks(settings, registry)))
+        app = create_app(router, registry)
         config_ = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")
         server = uvicorn.Server(config_)
         log.info("sidecar listening on http://%s:%d", host, port)

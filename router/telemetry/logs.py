@@ -1,0 +1,59 @@
+"""One clear log line per thing an operator acts on; never a mobile number or a secret."""
+
+from __future__ import annotations
+
+import logging
+
+from router.events import (
+    AttemptFinished,
+    BreakerChanged,
+    Event,
+    FailoverTaken,
+    PanicSend,
+    SendFinished,
+)
+
+
+class LoggingSink:
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._log = logger or logging.getLogger("router")
+
+    def handle(self, event: Event) -> None:
+        log = self._log
+        if isinstance(event, AttemptFinished) and event.verdict.value != "accepted":
+            log.warning(
+                "provider=%s attempt=%s outcome=%s error_class=%s batch=%d duration_ms=%.0f",
+                event.provider,
+                event.attempt_id,
+                event.verdict.value,
+                event.error_class.value if event.error_class else "none",
+                event.batch_size,
+                event.duration_s * 1000,
+            )
+        elif isinstance(event, BreakerChanged):
+            log.warning(
+                "provider=%s breaker %s -> %s", event.provider, event.old_state, event.new_state
+            )
+        elif isinstance(event, PanicSend):
+            log.error(
+                "provider=%s panic send: every candidate's breaker is open (send=%s)",
+                event.provider,
+                event.send_id,
+            )
+        elif isinstance(event, FailoverTaken):
+            log.info(
+                "failover %s -> %s recipients=%d send=%s",
+                event.from_provider,
+                event.to_provider,
+                event.recipients,
+                event.send_id,
+            )
+        elif isinstance(event, SendFinished):
+            log.info(
+                "send=%s scene=%s recipients=%d %s duration_ms=%.0f",
+                event.send_id,
+                event.scene,
+                event.recipients,
+                " ".join(f"{k}={v}" for k, v in event.by_status),
+                event.duration_s * 1000,
+            )

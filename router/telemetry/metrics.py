@@ -1,0 +1,254 @@
+"""Every Prometheus metric of the router, in one place (prefix ``smsrouter_``, base units).
+
+Labels are bounded: provider (from config), scene (from config, plus "content" and "other"),
+outcome/status/error_class (enums). Never a mobile number or an id. Every label combination
+is created at start, so a rate reads 0 rather than "no data", and the hot path increments a
+pre-bound child (~0.5 us) instead of calling ``labels()`` (~2 us).
+
+SLOs the dashboard and alerts read:
+* availability: accepted recipients / recipients the router is answerable for (all but
+  ``invalid`` and ``throttled``, which are the caller's);
+* latency: sends finished within ``SLO_SEND_LATENCY_S``; attempts within ``SLO_ATTEMPT_S``.
+Histogram buckets include both thresholds exactly, so the SLI needs no interpolation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from policies.base import BreakerState
+from providers.base import ErrorClass, Verdict
+from router.events import (
+    AttemptFinished,
+    AttemptStarted,
+    BalanceUpdated,
+    BreakerChanged,
+    DedupeChecked,
+    Event,
+    FailoverTaken,
+    PanicSend,
+    ReceiptReceived,
+    SendFinished,
+    SendStarted,
+)
+from router.model import RecipientStatus
+
+SLO_SEND_LATENCY_S = 1.0
+SLO_ATTEMPT_S = 0.5
+SEND_BUCKETS = (0.05, 0.1, 0.25, 0.5, SLO_SEND_LATENCY_S, 2.5, 5.0, 10.0, 30.0)
+ATTEMPT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, SLO_ATTEMPT_S, 1.0, 2.5, 5.0, 10.0)
+RECEIPT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+BATCH_BUCKETS = (1, 10, 50, 100, 200, 500, 1000, 3000)
+BREAKER_VALUE = {
+    BreakerState.CLOSED.value: 0,
+    BreakerState.HALF_OPEN.value: 1,
+    BreakerState.OPEN.value: 2,
+}
+ERROR_CLASSES = ("none", *(e.value for e in ErrorClass))
+DEDUPE_RESULTS = ("new", "replay", "conflict")
+SEND_OUTCOMES = ("ok", "partial", "failed")
+
+
+class Metrics:
+    """The metric families on one registry (a fresh one per test, the global in production)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def counter(name: str, doc: str, labels: Sequence[str]) -> Counter:
+            return Counter(f"smsrouter_{name}", doc, labels, registry=registry)
+
+        self.sends = counter(
+            "send_requests_total", "Sends by overall outcome.", ["scene", "outcome"]
+        )
+        self.recipients = counter(
+            "send_recipients_total", "Recipients by final status.", ["scene", "status"]
+        )
+        self.attempts = counter(
+            "provider_attempts_total",
+            "Provider requests by outcome.",
+            ["provider", "outcome", "error_class"],
+        )
+        self.attempt_recipients = counter(
+            "provider_attempt_recipients_total",
+            "Recipients in provider requests by outcome.",
+            ["provider", "outcome"],
+        )
+        self.failovers = counter(
+            "failovers_total",
+            "Recipients moved to another provider.",
+            ["from_provider", "to_provider"],
+        )
+        self.panics = counter(
+            "panic_sends_total", "Batches sent with every breaker open.", ["provider"]
+        )
+        self.transitions = counter(
+            "breaker_transitions_total", "Breaker state changes.", ["provider", "state"]
+        )
+        self.dedupe = counter(
+            "dedupe_total", "Idempotency look-ups by result.", ["scene", "result"]
+        )
+        self.parts = counter(
+            "message_parts_total", "SMS parts accepted by providers.", ["provider"]
+        )
+        self.cost = counter(
+            "cost_total", "Billed cost of accepted parts (config currency).", ["provider"]
+        )
+        self.receipts = counter(
+            "receipts_total", "Delivery receipts by status.", ["provider", "status"]
+        )
+        self.send_latency = Histogram(
+            "smsrouter_send_duration_seconds",
+            "End-to-end send latency.",
+            ["scene"],
+            buckets=SEND_BUCKETS,
+            registry=registry,
+        )
+        self.attempt_latency = Histogram(
+            "smsrouter_provider_attempt_duration_seconds",
+            "Provider request latency.",
+            ["provider"],
+            buckets=ATTEMPT_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "smsrouter_batch_size_recipients",
+            "Recipients per provider request.",
+            ["provider"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.receipt_delay = Histogram(
+            "smsrouter_receipt_delay_seconds",
+            "From acceptance to delivery receipt.",
+            ["provider"],
+            buckets=RECEIPT_BUCKETS,
+            registry=registry,
+        )
+        self.breaker = Gauge(
+            "smsrouter_breaker_state",
+            "Breaker state: 0 closed, 1 half-open, 2 open.",
+            ["provider"],
+            registry=registry,
+        )
+        self.balance = Gauge(
+            "smsrouter_provider_balance",
+            "Balance the provider reports.",
+            ["provider"],
+            registry=registry,
+        )
+        self.inflight = Gauge("smsrouter_inflight_sends", "Sends in progress.", registry=registry)
+
+
+class MetricsSink:
+    """Turns engine events into metric updates; all label children are bound up front."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        providers: Sequence[str],
+        scenes: Sequence[str],
+        trace_id_for: Callable[[str], str | None] | None = None,
+    ) -> None:
+        """``trace_id_for(send_id)`` (from :class:`TracingSink`) adds exemplars that link
+        latency buckets to traces; OpenMetrics exposition shows them."""
+        self._trace_id_for = trace_id_for
+        m = self.metrics = Metrics(registry)
+        self._scenes = {*scenes, "content"}
+        for scene in (*self._scenes, "other"):
+            for outcome in SEND_OUTCOMES:
+                m.sends.labels(scene, outcome)
+            for status in RecipientStatus:
+                m.recipients.labels(scene, status.value)
+            for result in DEDUPE_RESULTS:
+                m.dedupe.labels(scene, result)
+            m.send_latency.labels(scene)
+        self._attempts = {
+            (p, v.value, e): m.attempts.labels(p, v.value, e)
+            for p in providers
+            for v in Verdict
+            for e in ERROR_CLASSES
+        }
+        for p in providers:
+            for v in Verdict:
+                m.attempt_recipients.labels(p, v.value)
+            for state in BREAKER_VALUE:
+                m.transitions.labels(p, state)
+            for receipt_status in ("delivered", "failed"):
+                m.receipts.labels(p, receipt_status)
+            for other in providers:
+                if other != p:
+                    m.failovers.labels(p, other)
+            m.panics.labels(p)
+            m.parts.labels(p)
+            m.cost.labels(p)
+            m.breaker.labels(p).set(0)
+            m.attempt_latency.labels(p)
+            m.batch_size.labels(p)
+            m.receipt_delay.labels(p)
+
+    def _scene(self, scene: str) -> str:
+        return scene if scene in self._scenes else "other"
+
+    def handle(self, event: Event) -> None:
+        m = self.metrics
+        if isinstance(event, AttemptFinished):
+            error = event.error_class.value if event.error_class else "none"
+            key = (event.provider, event.verdict.value, error)
+            child = self._attempts.get(key) or m.attempts.labels(*key)
+            child.inc()
+            m.attempt_latency.labels(event.provider).observe(
+                event.duration_s, self._exemplar(event.send_id)
+            )
+            m.batch_size.labels(event.provider).observe(event.batch_size)
+            for verdict, n in (
+                (Verdict.ACCEPTED, event.accepted),
+                (Verdict.REJECTED, event.rejected),
+                (Verdict.UNKNOWN, event.unknown),
+            ):
+                if n:
+                    m.attempt_recipients.labels(event.provider, verdict.value).inc(n)
+            if event.accepted:
+                m.parts.labels(event.provider).inc(event.parts * event.accepted)
+                m.cost.labels(event.provider).inc(event.cost)
+        elif isinstance(event, SendStarted):
+            m.inflight.inc()
+        elif isinstance(event, SendFinished):
+            self._send_finished(event)
+        elif isinstance(event, FailoverTaken):
+            m.failovers.labels(event.from_provider, event.to_provider).inc(event.recipients)
+        elif isinstance(event, PanicSend):
+            m.panics.labels(event.provider).inc()
+        elif isinstance(event, BreakerChanged):
+            m.transitions.labels(event.provider, event.new_state).inc()
+            m.breaker.labels(event.provider).set(BREAKER_VALUE[event.new_state])
+        elif isinstance(event, DedupeChecked):
+            m.dedupe.labels(self._scene(event.scene), event.result).inc()
+        elif isinstance(event, ReceiptReceived):
+            status = "delivered" if event.delivered else "failed"
+            m.receipts.labels(event.provider, status).inc()
+            if event.delay_s is not None:
+                m.receipt_delay.labels(event.provider).observe(event.delay_s)
+        elif isinstance(event, BalanceUpdated):
+            m.balance.labels(event.provider).set(event.balance)
+        elif isinstance(event, AttemptStarted):
+            pass
+
+    def _send_finished(self, event: SendFinished) -> None:
+        m, scene = self.metrics, self._scene(event.scene)
+        m.inflight.dec()
+        counts = dict(event.by_status)
+        for status, n in counts.items():
+            m.recipients.labels(scene, status).inc(n)
+        answerable = sum(n for s, n in counts.items() if s not in ("invalid", "throttled"))
+        accepted = counts.get("accepted", 0)
+        outcome = "ok" if accepted == answerable else "partial" if accepted else "failed"
+        m.sends.labels(scene, outcome).inc()
+        m.send_latency.labels(scene).observe(event.duration_s, self._exemplar(event.send_id))
+
+    def _exemplar(self, send_id: str) -> dict[str, str] | None:
+        if self._trace_id_for is None:
+            return None
+        trace_id = self._trace_id_for(send_id)
+        return {"trace_id": trace_id} if trace_id else None

@@ -1,0 +1,160 @@
+"""OpenTelemetry traces from engine events (the library needs only ``opentelemetry-api``).
+
+One ``sms.send`` span per send; one child ``sms.attempt`` span per provider request with
+provider, batch size, outcome and error class; failovers and panic sends as span events.
+A receipt that arrives later gets its own ``sms.receipt`` span *linked* to the send span
+(it is not a child: the send finished long before). Attributes never carry a mobile number,
+a credential or a provider URL.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+
+from router.events import (
+    AttemptFinished,
+    AttemptStarted,
+    Event,
+    FailoverTaken,
+    PanicSend,
+    ReceiptReceived,
+    SendFinished,
+    SendStarted,
+)
+
+MAX_OPEN_SPANS = 10_000  # a finish that never comes cannot leak memory
+MAX_LINKS = 100_000  # finished sends whose receipts may still arrive
+
+
+class TracingSink:
+    def __init__(self, tracer: trace.Tracer | None = None) -> None:
+        self._tracer = tracer or trace.get_tracer("sms-router")
+        self._sends: OrderedDict[str, Span] = OrderedDict()
+        self._attempts: OrderedDict[str, Span] = OrderedDict()
+        self._finished: OrderedDict[str, trace.SpanContext] = OrderedDict()
+
+    def trace_id_for(self, send_id: str) -> str | None:
+        """The hex trace id of a send in progress (for metric exemplars), if sampled."""
+        span = self._sends.get(send_id)
+        if span is None or not span.get_span_context().trace_flags.sampled:
+            return None
+        return format(span.get_span_context().trace_id, "032x")
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, SendStarted):
+            span = self._tracer.start_span(
+                "sms.send",
+                kind=SpanKind.INTERNAL,
+                attributes={"sms.scene": event.scene, "sms.recipients": event.recipients},
+            )
+            _put(self._sends, event.send_id, span, MAX_OPEN_SPANS)
+        elif isinstance(event, AttemptStarted):
+            self._attempt_started(event)
+        elif isinstance(event, AttemptFinished):
+            self._attempt_finished(event)
+        elif isinstance(event, FailoverTaken | PanicSend):
+            self._send_event(event)
+        elif isinstance(event, SendFinished):
+            self._send_finished(event)
+        elif isinstance(event, ReceiptReceived):
+            self._receipt(event)
+
+    def _attempt_started(self, event: AttemptStarted) -> None:
+        parent = self._sends.get(event.send_id)
+        context = trace.set_span_in_context(parent) if parent is not None else None
+        span = self._tracer.start_span(
+            "sms.attempt",
+            context=context,
+            kind=SpanKind.CLIENT,
+            attributes={"sms.provider": event.provider, "sms.batch_size": event.batch_size},
+        )
+        _put(self._attempts, event.attempt_id, span, MAX_OPEN_SPANS)
+
+    def _attempt_finished(self, event: AttemptFinished) -> None:
+        span = self._attempts.pop(event.attempt_id, None)
+        if span is None:
+            return
+        span.set_attribute("sms.outcome", event.verdict.value)
+        span.set_attribute("sms.accepted", event.accepted)
+        if event.error_class is not None:
+            span.set_attribute("sms.error_class", event.error_class.value)
+        if event.verdict.value != "accepted":
+            span.set_status(Status(StatusCode.ERROR, event.verdict.value))
+        span.end()
+
+    def _send_event(self, event: FailoverTaken | PanicSend) -> None:
+        span = self._sends.get(event.send_id)
+        if span is None:
+            return
+        attributes: dict[str, Any]
+        if isinstance(event, FailoverTaken):
+            attributes = {
+                "from": event.from_provider,
+                "to": event.to_provider,
+                "recipients": event.recipients,
+            }
+            span.add_event("sms.failover", attributes)
+        else:
+            attributes = {"provider": event.provider, "recipients": event.recipients}
+            span.add_event("sms.panic_send", attributes)
+
+    def _send_finished(self, event: SendFinished) -> None:
+        span = self._sends.pop(event.send_id, None)
+        if span is None:
+            return
+        counts = dict(event.by_status)
+        for status, n in counts.items():
+            span.set_attribute(f"sms.recipients.{status}", n)
+        if set(counts) - {"accepted", "invalid", "throttled"}:
+            span.set_status(Status(StatusCode.ERROR, "not every recipient was accepted"))
+        span.end()
+        _put(self._finished, event.send_id, span.get_span_context(), MAX_LINKS)
+
+    def _receipt(self, event: ReceiptReceived) -> None:
+        links = []
+        if event.send_id is not None and event.send_id in self._finished:
+            links.append(Link(self._finished[event.send_id]))
+        span = self._tracer.start_span(
+            "sms.receipt",
+            links=links,
+            attributes={
+                "sms.provider": event.provider,
+                "sms.delivered": event.delivered,
+                "sms.status_code": event.status_code,
+            },
+        )
+        span.end()
+
+
+def _put(cache: OrderedDict[str, Any], key: str, value: Any, limit: int) -> None:
+    cache[key] = value
+    while len(cache) > limit:
+        _, old = cache.popitem(last=False)
+        if isinstance(old, Span):
+            old.end()
+
+
+def configure_sdk_from_env() -> None:
+    """The sidecar's tracing set-up from the standard ``OTEL_*`` variables.
+
+    The SDK reads ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` and
+    ``OTEL_SERVICE_NAME`` itself; spans are exported over OTLP/HTTP only when
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the traces-specific variable) is set.
+    """
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "sms-router"}))
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    ):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
