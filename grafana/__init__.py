@@ -1,0 +1,1 @@
+"""Grafana dashboard (generated from code), Prometheus SLO recording and alert rules."""

@@ -1,0 +1,175 @@
+"""A real Prometheus scrapes the sidecar under a bounded load with injected faults; every
+PromQL expression of the dashboard and the rules is evaluated through its HTTP API."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from grafana.queries import RULES_DIR, all_expressions
+from providers.emulators._common import FaultSettings
+from providers.emulators.server import free_port
+from tests.redis_server import require
+from tests.sandbox import RunningSandbox, running_sandbox
+
+CONFIG = """
+receipt_poll_s = 1
+balance_poll_s = 1
+
+[providers.baofoo]
+type = "baofoo"
+base_url = "{baofoo}"
+user_name = "sandbox-user"
+user_pass = "sandbox-pass"
+weight = 1
+
+[providers.v1platform]
+type = "v1platform"
+base_url = "{v1platform}"
+account = "sandbox"
+password = "sandbox-pass"
+weight = 1
+
+[templates.login_code]
+content = "您的登录验证码为 {{code}},30分钟内有效,请勿泄露。"
+"""
+
+
+def wait_for(url: str, deadline_s: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            pytest.fail(f"{url} did not become ready:\n{out[-3000:]}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSandbox, str, str]]:
+    prometheus = require("prometheus")
+    tmp = tmp_path_factory.mktemp("prom")
+    with running_sandbox() as sandbox:
+        config = tmp / "router.toml"
+        config.write_text(CONFIG.format(**sandbox.box.urls), encoding="utf-8")
+        port = free_port()
+        sidecar = subprocess.Popen(
+            [sys.executable, "-m", "router", "serve", "--config", str(config), "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        sidecar_url = f"http://127.0.0.1:{port}"
+        prom_port = free_port()
+        prom_config = tmp / "prometheus.yml"
+        rules = [str(p) for p in sorted(RULES_DIR.glob("*.yml"))]
+        prom_config.write_text(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            f"rule_files: {rules}\n"
+            "scrape_configs:\n  - job_name: sms-router\n"
+            f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n",
+            encoding="utf-8",
+        )
+        prom = subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={prom_config}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        prom_url = f"http://127.0.0.1:{prom_port}"
+        try:
+            wait_for(f"{sidecar_url}/readyz", 30, sidecar)
+            wait_for(f"{prom_url}/-/ready", 30, prom)
+            yield sandbox, sidecar_url, prom_url
+        finally:
+            for proc in (sidecar, prom):
+                proc.terminate()
+                proc.wait(15)
+
+
+def send_load(sidecar: str, n: int, start: int) -> None:
+    with httpx.Client(timeout=10) as client:
+        for i in range(n):
+            client.post(
+                f"{sidecar}/v1/messages",
+                json={
+                    "mobiles": [f"139{start + i:08d}", "123"],
+                    "scene": "login_code",
+                    "params": {"code": str(i)},
+                },
+            )
+
+
+def query(prom: str, expr: str) -> list[dict[str, object]]:
+    answer = httpx.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=10).json()
+    assert answer["status"] == "success", (expr, answer)
+    result: list[dict[str, object]] = answer["data"]["result"]
+    return result
+
+
+def without_thresholds(expr: str) -> str:
+    """An alert's condition minus its comparison: the signal it compares must have data."""
+    return re.sub(r"\s*(>|<|==)\s*(\([^()]*\)|[\d.]+)", "", expr)
+
+
+def eventually(prom: str, expr: str, timeout_s: float = 20) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = query(prom, expr)
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.5)
+
+
+def sli(prom: str) -> float:
+    [sample] = eventually(prom, "1 - smsrouter:availability_errors:ratio_rate5m")
+    value = sample["value"]
+    assert isinstance(value, list)
+    return float(value[1])
+
+
+def test_every_expression_returns_data_and_the_sli_falls(
+    stack: tuple[RunningSandbox, str, str],
+) -> None:
+    sandbox, sidecar, prom = stack
+    # Counters must be scraped at zero before the load, or a rate has nothing to compare.
+    assert eventually(prom, 'up{job="sms-router"} == 1')
+    time.sleep(1.5)
+    send_load(sidecar, 60, 0)
+    time.sleep(3)  # a few scrapes and rule evaluations
+    assert sli(prom) == 1.0
+    # One provider starts failing: half its answers are 5xx (unknown: never re-sent).
+    sandbox.state("baofoo").set_faults(FaultSettings(http_5xx_rate=0.5, seed=1))
+    send_load(sidecar, 120, 1000)
+    deadline = time.monotonic() + 20
+    while sli(prom) >= 1.0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert sli(prom) < 1.0
+
+    alert_exprs = {r.strip() for r in _alert_expressions()}
+    missing = []
+    for expr in all_expressions():
+        probe = without_thresholds(expr) if expr in alert_exprs else expr
+        if not eventually(prom, probe, timeout_s=10):
+            missing.append(probe)
+    assert not missing, f"no data for: {missing}"
+
+
+def _alert_expressions() -> list[str]:
+    import yaml
+
+    doc = yaml.safe_load((RULES_DIR / "slo-alerts.yml").read_text(encoding="utf-8"))
+    return [rule["expr"] for group in doc["groups"] for rule in group["rules"]]
