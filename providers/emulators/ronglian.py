@@ -1,8 +1,13 @@
-"""Ronglian TemplateSMS emulator: sig + Authorization checks, template rules, receipt pushes.
+"""Ronglian TemplateSMS emulator: sig + Authorization checks, body rules, receipt pushes.
 
 Accepts a ``sig`` in either case (the official Go SDK sends lower case) and a timestamp
-within +/- 24 h of its own clock (SDKs use the caller's local time zone). Codes marked
-``invented`` are not in the public notes; the rest are cloopen's.
+within +/- 24 h of its own clock (SDKs use the caller's local time zone; the ts is read as
+China time). Error codes: 160048/160054/160055 are from the provider notes; the 111xxx,
+1123xx and other 1600xx codes are recalled from cloopen's public error table (unverified);
+the ones marked ``invented`` are not in it at all.
+
+Ronglian answers per request, so ``faults.reject_mobiles`` are accepted and then get failed
+receipts (``status`` "1", ``UNDELIV``), the way a bad number surfaces there.
 """
 
 from __future__ import annotations
@@ -34,75 +39,124 @@ from providers.emulators._common import (
     record,
 )
 from router.clock import Clock, SystemClock
+from router.errors import InvalidMobileError
+from router.mobile import normalise
 
 _CST = ZoneInfo("Asia/Shanghai")
 _NUMBER = re.compile(r"^(1[3-9]\d{9}|00\d{6,15})$")
+_TS = re.compile(r"^\d{14}$")
 WINDOW = timedelta(hours=24)
+MAX_NUMBERS = 200
+MAX_REQ_ID = 32
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedSend:
+    """One accepted TemplateSMS request, as the emulator remembers it."""
+
+    sms_message_sid: str
+    to: tuple[str, ...]
+    template_id: str
+    datas: tuple[str, ...]
+    req_id: str
+    created: str  # yyyyMMddHHmmss, China time
 
 
 @dataclass
 class RonglianState(EmulatorState):
-    req_ids: set[tuple[str, str]] = field(default_factory=set)  # (day, reqId)
+    """What the Ronglian emulator keeps beyond the common state."""
+
+    req_ids: set[tuple[str, str]] = field(default_factory=set)  # (China day, reqId)
+    accepted: list[AcceptedSend] = field(default_factory=list)
 
     def reset(self) -> None:
         super().reset()
         self.req_ids.clear()
+        self.accepted.clear()
 
 
-def _refuse(code: str, msg: str) -> Response:
-    return json_response({"statusCode": code, "statusMsg": msg})
+class _Refusal(Exception):
+    """A documented refusal: answered as ``{"statusCode", "statusMsg"}`` with HTTP 200."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code)
+        self.code, self.message = code, message
 
 
-def _auth_error(
-    request: Request, account_sid: str, auth_token: str, now: datetime
-) -> Response | None:
+def _check_auth(request: Request, account_sid: str, auth_token: str, now: datetime) -> None:
     if request.path_params["sid"] != account_sid:
-        return _refuse("111139", "主账户不存在")  # invented code within the 111xxx range
+        raise _Refusal("111109", "主账户不存在")
+    header = request.headers.get("authorization", "")
+    if not header:
+        raise _Refusal("111100", "请求包头Authorization参数为空")
     try:
-        decoded = base64.b64decode(request.headers.get("authorization", ""), validate=True)
-        sid, ts = decoded.decode().split(":", 1)
-        when = datetime.strptime(ts, "%Y%m%d%H%M%S").replace(tzinfo=_CST)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return _refuse("112314", "Authorization 格式错误")  # invented within 1123xx
+        decoded = base64.b64decode(header, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise _Refusal("111101", "请求包头Authorization参数Base64解码失败") from None
+    sid, _, ts = decoded.partition(":")
+    if not _TS.match(ts):
+        raise _Refusal("111102", "请求包头Authorization参数解码后格式有误")
     if sid != account_sid:
-        return _refuse("112315", "Authorization 账户不匹配")  # invented within 1123xx
-    # Local-time SDKs anywhere: accept +/- 24 h around our clock.
-    if abs(now - when) > WINDOW:
-        return _refuse("112316", "时间戳已过期")  # invented within 1123xx
+        raise _Refusal("111106", "Authorization中的账户ID与请求地址中的账户ID不一致")
+    try:
+        when = datetime.strptime(ts, "%Y%m%d%H%M%S").replace(tzinfo=_CST)
+    except ValueError:
+        raise _Refusal("111102", "请求包头Authorization参数解码后格式有误") from None
+    if abs(now - when) > WINDOW:  # SDKs sign in local time anywhere: +/- 24 h
+        raise _Refusal("111105", "请求包头Authorization参数解码后时间戳过期")
+    sig = request.query_params.get("sig", "")
+    if not sig:
+        raise _Refusal("111107", "请求地址Sig参数为空")
     expected = hashlib.md5(f"{account_sid}{auth_token}{ts}".encode(), usedforsecurity=False)
-    if request.query_params.get("sig", "").upper() != expected.hexdigest().upper():
-        return _refuse("112317", "sig 校验失败")  # invented within 1123xx
-    return None
+    if sig.upper() != expected.hexdigest().upper():
+        raise _Refusal("111108", "请求地址Sig校验失败")
 
 
-def _body_error(body: Any, app_id: str, templates: dict[str, int]) -> Response | None:
+def _check_body(request: Request, raw: bytes, app_id: str, templates: dict[str, int]) -> Any:
+    if "json" not in request.headers.get("content-type", "").lower():
+        raise _Refusal("160031", "参数解析失败: Content-Type 须为 application/json")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
     if not isinstance(body, dict):
-        return _refuse("112300", "包体格式错误")  # invented within 1123xx
-    numbers = str(body.get("to") or "").split(",")
-    if not body.get("to"):
-        return _refuse("112302", "to 为空")  # invented within 1123xx
-    if len(numbers) > 200:
-        return _refuse("160048", "号码数量超过200")
+        raise _Refusal("160031", "参数解析失败")
+    to = body.get("to")
+    if not isinstance(to, str) or not to:
+        raise _Refusal("112306", "接收模板短信的手机号码为空")
+    numbers = to.split(",")
+    if len(numbers) > MAX_NUMBERS:
+        raise _Refusal("160048", "号码数量超过200")
     if not all(_NUMBER.match(n) for n in numbers):
-        return _refuse("160042", "号码格式有误")
+        raise _Refusal("160042", "号码格式有误")
     if body.get("appId") != app_id:
-        return _refuse("112306", "appId 错误")  # invented within 1123xx
-    template_id = str(body.get("templateId") or "")
-    if template_id not in templates:
-        return _refuse("160032", "短信模板无效")
-    datas = body.get("datas")
-    if datas is not None and (
-        not isinstance(datas, list) or not all(isinstance(d, str | int | float) for d in datas)
-    ):
-        return _refuse("112310", "datas 格式错误")  # invented within 1123xx
-    if len(datas or []) < templates[template_id]:
-        return _refuse("160035", "模板参数不足")  # invented meaning for this code
+        raise _Refusal("111199", "应用ID不存在或不属于该主账户")  # invented code
+    _check_template(body, templates)
     sub = body.get("subAppend")
     if sub is not None and not re.fullmatch(r"\d{1,4}", str(sub)):
-        return _refuse("112311", "subAppend 格式错误")  # invented within 1123xx
-    if len(str(body.get("reqId") or "")) > 32:
-        return _refuse("160055", "reqId 超长")
-    return None
+        raise _Refusal("112399", "subAppend 须为四位以内数字")  # invented code
+    req_id = body.get("reqId")
+    if req_id is not None and not isinstance(req_id, str):
+        raise _Refusal("160031", "参数解析失败: reqId")
+    if len(req_id or "") > MAX_REQ_ID:
+        raise _Refusal("160055", "reqId 超过32位")
+    return body
+
+
+def _check_template(body: dict[str, Any], templates: dict[str, int]) -> None:
+    template_id = body.get("templateId")
+    if template_id is None or template_id == "":
+        raise _Refusal("112307", "模板短信模板ID为空")
+    if str(template_id) not in templates:
+        raise _Refusal("160032", "短信模板无效")
+    datas = body.get("datas")
+    if datas is not None and (
+        not isinstance(datas, list)
+        or not all(isinstance(d, str | int | float) and not isinstance(d, bool) for d in datas)
+    ):
+        raise _Refusal("160031", "参数解析失败: datas")
+    if len(datas or []) < templates[str(template_id)]:
+        raise _Refusal("112308", "模板短信模板data参数为空")  # also used for "too few"
 
 
 def create_app(
@@ -115,7 +169,7 @@ def create_app(
     clock: Clock | None = None,
 ) -> Starlette:
     """The emulator app; ``templates`` maps template id -> number of params ("1": the
-    documented test template with 2)."""
+    documented test template, with 2)."""
     st = state or RonglianState()
     known = templates if templates is not None else {"1": 2}
     clock_ = clock or SystemClock()
@@ -124,36 +178,31 @@ def create_app(
     async def template_sms(request: Request) -> Response:
         raw = await request.body()
         try:
-            body = orjson.loads(raw)
+            parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            body = None
-        action = await record(st, request, body if isinstance(body, dict) else {})
+            parsed = None
+        action = await record(st, request, parsed if isinstance(parsed, dict) else {})
         fault = await apply_transport_fault(st, action)
         if fault is not None:
             return fault
         now = clock_.now().astimezone(UTC)
-        refusal = _auth_error(request, account_sid, auth_token, now) or _body_error(
-            body, app_id, known
-        )
-        if refusal is not None:
-            return refusal
-        if action is FaultAction.ERROR:
-            return _refuse("160050", "短信发送失败")
-        assert isinstance(body, dict)
-        day, req_id = now.astimezone(_CST).strftime("%Y%m%d"), str(body.get("reqId") or "")
-        if req_id and (day, req_id) in st.req_ids:
-            return _refuse("160054", "reqId 重复")
-        if req_id:
-            st.req_ids.add((day, req_id))
-        sid = uuid.uuid4().hex
-        created = now.astimezone(_CST).strftime("%Y%m%d%H%M%S")
-        for number in str(body["to"]).split(","):
-            pusher.push_later(
-                st.callback_url, _receipt(st, sid, number, req_id, created), st.receipt_delay_s
-            )
+        try:
+            _check_auth(request, account_sid, auth_token, now)
+            body = _check_body(request, raw, app_id, known)
+            if action is FaultAction.ERROR:
+                raise _Refusal("160050", "短信发送失败")
+            sent = _accept(st, body, now)
+        except _Refusal as refusal:
+            return json_response({"statusCode": refusal.code, "statusMsg": refusal.message})
+        for number in sent.to:
+            receipt = _receipt(st, sent, number)
+            pusher.push_later(st.callback_url, receipt, st.receipt_delay_s)
         late = await hang_after_accept(st, action)
         return late or json_response(
-            {"statusCode": "000000", "templateSMS": {"dateCreated": created, "smsMessageSid": sid}}
+            {
+                "statusCode": "000000",
+                "templateSMS": {"dateCreated": sent.created, "smsMessageSid": sent.sms_message_sid},
+            }
         )
 
     app = Starlette(
@@ -166,19 +215,45 @@ def create_app(
     return app
 
 
-def _receipt(st: EmulatorState, sid: str, number: str, req_id: str, sent: str) -> dict[str, Any]:
-    ok = number not in st.faults.reject_mobiles
+def _accept(st: RonglianState, body: dict[str, Any], now: datetime) -> AcceptedSend:
+    local = now.astimezone(_CST)
+    req_id = str(body.get("reqId") or "")
+    if req_id and (local.strftime("%Y%m%d"), req_id) in st.req_ids:
+        raise _Refusal("160054", "reqId 同一自然天内重复")
+    if req_id:
+        st.req_ids.add((local.strftime("%Y%m%d"), req_id))
+    sent = AcceptedSend(
+        sms_message_sid=uuid.uuid4().hex,
+        to=tuple(str(body["to"]).split(",")),
+        template_id=str(body["templateId"]),
+        datas=tuple(str(d) for d in body.get("datas") or ()),
+        req_id=req_id,
+        created=local.strftime("%Y%m%d%H%M%S"),
+    )
+    st.accepted.append(sent)
+    return sent
+
+
+def _national(number: str) -> str:
+    try:
+        return normalise(number).national
+    except InvalidMobileError:
+        return number
+
+
+def _receipt(st: EmulatorState, sent: AcceptedSend, number: str) -> dict[str, Any]:
+    ok = _national(number) not in st.faults.reject_mobiles
     return {
         "Request": {
             "action": "SMSArrived",
             "smsType": "1",
-            "content": sid,
+            "content": sent.sms_message_sid,
             "fromNum": number,
-            "dateSent": sent,
-            "recvTime": sent,
+            "dateSent": sent.created,
+            "recvTime": sent.created,
             "deliverCode": "DELIVRD" if ok else "UNDELIV",
             "status": "0" if ok else "1",
-            "reqId": req_id,
+            "reqId": sent.req_id,
             "smsCount": "1",
         }
     }
