@@ -188,8 +188,18 @@ class MetricsSink:
             m.batch_size.labels(p)
             m.receipt_delay.labels(p)
 
+        # Hot-path children, bound once (labels() costs ~2 us a call, inc() ~0.5 us).
+        self._per_provider = {p: _ProviderChildren(m, p) for p in providers}
+        self._per_scene = {s: _SceneChildren(m, s) for s in (*self._scenes, "other")}
+
     def _scene(self, scene: str) -> str:
         return scene if scene in self._scenes else "other"
+
+    def _provider(self, provider: str) -> _ProviderChildren:
+        children = self._per_provider.get(provider)
+        if children is None:
+            children = self._per_provider[provider] = _ProviderChildren(self.metrics, provider)
+        return children
 
     def handle(self, event: Event) -> None:
         m = self.metrics
@@ -235,20 +245,59 @@ class MetricsSink:
         elif isinstance(event, AttemptStarted):
             pass
 
+    def _attempt_finished(self, event: AttemptFinished) -> None:
+        error = event.error_class.value if event.error_class else "none"
+        key = (event.provider, event.verdict.value, error)
+        child = self._attempts.get(key) or self.metrics.attempts.labels(*key)
+        child.inc()
+        c = self._provider(event.provider)
+        c.latency.observe(event.duration_s, self._exemplar(event.send_id))
+        c.batch.observe(event.batch_size)
+        if event.accepted:
+            c.recipients[Verdict.ACCEPTED].inc(event.accepted)
+            c.parts.inc(event.parts * event.accepted)
+            c.cost.inc(event.cost)
+        if event.rejected:
+            c.recipients[Verdict.REJECTED].inc(event.rejected)
+        if event.unknown:
+            c.recipients[Verdict.UNKNOWN].inc(event.unknown)
+
     def _send_finished(self, event: SendFinished) -> None:
-        m, scene = self.metrics, self._scene(event.scene)
-        m.inflight.dec()
-        counts = dict(event.by_status)
-        for status, n in counts.items():
-            m.recipients.labels(scene, status).inc(n)
-        answerable = sum(n for s, n in counts.items() if s not in ("invalid", "throttled"))
-        accepted = counts.get("accepted", 0)
+        c = self._per_scene[self._scene(event.scene)]
+        self.metrics.inflight.dec()
+        answerable = accepted = 0
+        for status, n in event.by_status:
+            c.recipients[status].inc(n)
+            if status == "accepted":
+                accepted = n
+            if status not in ("invalid", "throttled"):
+                answerable += n
         outcome = "ok" if accepted == answerable else "partial" if accepted else "failed"
-        m.sends.labels(scene, outcome).inc()
-        m.send_latency.labels(scene).observe(event.duration_s, self._exemplar(event.send_id))
+        c.sends[outcome].inc()
+        c.latency.observe(event.duration_s, self._exemplar(event.send_id))
 
     def _exemplar(self, send_id: str) -> dict[str, str] | None:
         if self._trace_id_for is None:
             return None
         trace_id = self._trace_id_for(send_id)
         return {"trace_id": trace_id} if trace_id else None
+
+
+class _ProviderChildren:
+    __slots__ = ("batch", "cost", "latency", "parts", "recipients")
+
+    def __init__(self, m: Metrics, provider: str) -> None:
+        self.latency = m.attempt_latency.labels(provider)
+        self.batch = m.batch_size.labels(provider)
+        self.parts = m.parts.labels(provider)
+        self.cost = m.cost.labels(provider)
+        self.recipients = {v: m.attempt_recipients.labels(provider, v.value) for v in Verdict}
+
+
+class _SceneChildren:
+    __slots__ = ("latency", "recipients", "sends")
+
+    def __init__(self, m: Metrics, scene: str) -> None:
+        self.latency = m.send_latency.labels(scene)
+        self.sends = {o: m.sends.labels(scene, o) for o in SEND_OUTCOMES}
+        self.recipients = {s.value: m.recipients.labels(scene, s.value) for s in RecipientStatus}
