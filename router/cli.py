@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every request URL at INFO; a Ronglian URL carries its signature.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.command == "serve":
         from router.sidecar.serve import serve
 
@@ -64,8 +66,11 @@ def _send(args: argparse.Namespace) -> int:
             print(f"--param {item!r}: expected key=value", file=sys.stderr)
             return 2
         params[key] = value
-    body = {"mobiles": args.mobiles, "scene": args.scene, "content": args.content}
-    body["params"] = params
+    body: dict[str, object] = {"mobiles": args.mobiles}
+    if args.scene is not None:
+        body.update(scene=args.scene, params=params)
+    if args.content is not None:
+        body["content"] = args.content
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
     response = httpx.post(f"{args.url}/v1/messages", json=body, headers=headers, timeout=60)
     sys.stdout.write(orjson.dumps(response.json(), option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -78,7 +86,17 @@ class ServerSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    admin_token: str | None = None
+    admin_token: str | None = Field(default=None, description="Bearer token for /v1/admin")
+    callback_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict, description="provider -> secret token its push URLs carry"
+    )
+    callback_allow_ips: dict[str, list[str]] = Field(
+        default_factory=dict, description="provider -> networks allowed to push (CIDR)"
+    )
+    drain_s: float = Field(default=10.0, ge=0, description="SIGTERM: finish in-flight sends")
+    readiness_grace_s: float = Field(
+        default=2.0, ge=0, description="SIGTERM: keep answering 503 on /readyz this long first"
+    )
 
 
 class ResilienceSettings(BaseModel):

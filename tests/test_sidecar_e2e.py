@@ -98,7 +98,9 @@ def test_the_http_api(sidecar: str) -> None:
         (b"{not json", 422),
         (b'{"mobiles": ["13800138000"], "content": "x", "surprise": 1}', 422),
         (b'{"mobiles": [], "content": "x"}', 422),
-        (b'{"mobiles": ["13800138000"]}', 400),
+        (b'{"mobiles": ["13800138000"]}', 422),
+        (b'{"mobiles": ["13800138000"], "scene": "login_code", "content": "x"}', 422),
+        (b'{"mobiles": ["13800138000"], "content": null}', 422),
         (b'{"mobiles": ["13800138000"], "scene": "nope"}', 400),
     ],
 )

@@ -25,6 +25,8 @@ from router.errors import (
     RouterError,
     StateStoreError,
 )
+from router.sidecar.callbacks import Callbacks
+from router.sidecar.openapi import openapi_document
 from router.sidecar.schemas import SendRequest, explanation_json, result_json
 
 
@@ -66,6 +68,7 @@ def create_app(router: Router, registry: CollectorRegistry | None = None) -> Sta
     ``/metrics`` serves ``registry`` (OpenMetrics, with exemplars, when the scraper asks)."""
     registry = registry or CollectorRegistry()
     ready = {"value": False}
+    callbacks = Callbacks(router)
 
     async def send(request: Request) -> Response:
         parsed = await _parse_send(request)
@@ -152,10 +155,15 @@ def create_app(router: Router, registry: CollectorRegistry | None = None) -> Sta
     async def livez(_: Request) -> Response:
         return _json({"status": "alive"})
 
-    async def readyz(_: Request) -> Response:
+    async def readyz(request: Request) -> Response:
+        if getattr(request.app.state, "draining", False):
+            return _json({"status": "draining"}, 503)
         if not ready["value"]:
             return _json({"status": "not ready"}, 503)
         return _json({"status": "ready"})
+
+    async def openapi(_: Request) -> Response:
+        return _json(openapi_document())
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -174,6 +182,8 @@ def create_app(router: Router, registry: CollectorRegistry | None = None) -> Sta
             Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/v1/callbacks/{provider}/{kind}", callbacks.handle, methods=["POST"]),
         ],
         lifespan=lifespan,
     )

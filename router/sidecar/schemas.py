@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from router.engine import Explanation
 from router.model import Message, RecipientOutcome, SendResult
@@ -12,17 +12,37 @@ from router.model import Message, RecipientOutcome, SendResult
 MAX_MOBILES_PER_REQUEST = 100_000
 
 
+def _exactly_one_of_scene_or_content(schema: dict[str, Any]) -> None:
+    schema["oneOf"] = [{"required": ["scene"]}, {"required": ["content"]}]
+    # Absent, not null: the document shows these as plain strings.
+    for name in ("scene", "content", "idempotency_key"):
+        prop = schema["properties"][name]
+        string = next(s for s in prop.pop("anyOf") if s.get("type") == "string")
+        prop.update(string)
+
+
 class SendRequest(BaseModel):
     """``POST /v1/messages``: one logical message. Give ``scene`` (+ ``params``) or ``content``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_exactly_one_of_scene_or_content)
 
     mobiles: list[str] = Field(min_length=1, max_length=MAX_MOBILES_PER_REQUEST)
-    scene: str | None = None
+    scene: str | None = Field(default=None, min_length=1, max_length=100)
     params: dict[str, str | int] = Field(default_factory=dict)
-    content: str | None = Field(default=None, min_length=1)
+    content: str | None = Field(default=None, min_length=1, max_length=2000)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     tags: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in ("scene", "content", "idempotency_key"):
+                if name in data and data[name] is None:
+                    raise ValueError(f"{name} must be a string or left out, not null")
+            if ("scene" in data) == ("content" in data):
+                raise ValueError("give exactly one of scene (with params) or content")
+        return data
 
     def to_message(self, idempotency_key: str | None) -> Message:
         return Message(

@@ -1,0 +1,196 @@
+"""The sidecar as an operator runs it: callbacks, receipt recovery, admin, drain, OpenAPI."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from providers.emulators._common import FaultSettings
+from tests.sandbox import RunningSandbox, running_sandbox
+from tests.sidecar_process import sidecar
+
+OTP = {"scene": "login_code", "params": {"code": "5150"}}
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[RunningSandbox]:
+    with running_sandbox() as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def running(sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with sidecar(sandbox, tmp_path_factory.mktemp("sidecar"), receipt_poll_s=0.5) as (url, _):
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def _clean(sandbox: RunningSandbox) -> None:
+    sandbox.reset()
+
+
+def send(url: str, mobiles: list[str], **extra: Any) -> dict[str, Any]:
+    answer = httpx.post(f"{url}/v1/messages", json={"mobiles": mobiles, **OTP, **extra}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def receipts_of(url: str, message_id: str, deadline_s: float = 10) -> list[Any]:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        body = httpx.get(f"{url}/v1/messages/{message_id}", timeout=5).json()
+        receipts = [r for rec in body["recipients"] for r in rec["receipts"]]
+        if receipts or time.monotonic() > deadline:
+            return receipts
+        time.sleep(0.1)
+
+
+def route_to(url: str, provider: str) -> None:
+    for name in ("v1platform", "ronglian"):
+        action = "enable" if name == provider else "disable"
+        answer = httpx.post(
+            f"{url}/v1/admin/providers/{name}/{action}",
+            timeout=5,
+            headers={"Authorization": "Bearer test-admin-token"},
+        )
+        assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("provider", ["v1platform", "ronglian"])
+def test_pushed_receipts_reach_the_status(
+    sandbox: RunningSandbox, running: str, provider: str
+) -> None:
+    kind = "status" if provider == "v1platform" else "receipt"
+    sandbox.state(
+        provider
+    ).callback_url = f"{running}/v1/callbacks/{provider}/{kind}?token=cb-token"
+    route_to(running, provider)
+    body = send(running, ["13800000011"])
+    assert body["recipients"][0]["provider"] == provider
+    receipts = receipts_of(running, body["message_id"])
+    assert [r["status"] for r in receipts] == ["delivered"]
+
+
+def test_a_dropped_push_is_recovered_by_polling(sandbox: RunningSandbox, running: str) -> None:
+    state: Any = sandbox.state("v1platform")
+    state.drop_pushes = True
+    route_to(running, "v1platform")
+    body = send(running, ["13800000012"])
+    receipts = receipts_of(running, body["message_id"])
+    assert [r["code"] for r in receipts] == ["DELIVER"]  # the pull spelling: it was pulled
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/v1/callbacks/v1platform/status?token=wrong", b"{}", 403),
+        ("/v1/callbacks/v1platform/status", b"{}", 403),
+        ("/v1/callbacks/nobody/status?token=cb-token", b"{}", 404),
+        ("/v1/callbacks/v1platform/receipt?token=cb-token", b"{}", 404),
+        ("/v1/callbacks/v1platform/status?token=cb-token", b"{not json", 400),
+        ("/v1/callbacks/v1platform/status?token=cb-token", b'{"mobile": "1"}', 400),
+        ("/v1/callbacks/ronglian/receipt?token=cb-token", b'{"Request": {}}', 400),
+    ],
+)
+def test_callbacks_refuse_what_they_should(
+    running: str, path: str, body: bytes, status: int
+) -> None:
+    answer = httpx.post(
+        f"{running}{path}", content=body, timeout=5, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == status, answer.text
+
+
+def test_a_receipt_pushed_twice_counts_once(running: str) -> None:
+    push = {
+        "sendId": "task-x",
+        "mobile": "13800000013",
+        "times": "2026-01-01 10:00:00",
+        "status": "DELIVRD",
+    }
+    url = f"{running}/v1/callbacks/v1platform/status?token=cb-token"
+    for _ in range(2):
+        assert httpx.post(url, json=push, timeout=5).status_code == 200
+    metrics = httpx.get(f"{running}/metrics", timeout=5).text
+    line = next(
+        x
+        for x in metrics.splitlines()
+        if x.startswith('smsrouter_receipts_total{provider="v1platform",status="delivered"}')
+    )
+    assert float(line.split()[-1]) >= 1.0
+    before = float(line.split()[-1])
+    assert httpx.post(url, json=push, timeout=5).status_code == 200
+    metrics = httpx.get(f"{running}/metrics", timeout=5).text
+    again = next(
+        x
+        for x in metrics.splitlines()
+        if x.startswith('smsrouter_receipts_total{provider="v1platform",status="delivered"}')
+    )
+    assert float(again.split()[-1]) == before
+
+
+def test_admin_needs_the_token(running: str) -> None:
+    url = f"{running}/v1/admin/providers/ronglian/open"
+    assert httpx.post(url, timeout=5).status_code == 401
+    bad = httpx.post(url, headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert bad.status_code == 401
+    ok = httpx.post(url, headers={"Authorization": "Bearer test-admin-token"}, timeout=5)
+    assert ok.json()["breaker"] == "open"
+    providers = httpx.get(f"{running}/v1/providers", timeout=5).json()
+    assert providers["ronglian"]["breaker"] == "open"
+    auto = httpx.post(
+        f"{running}/v1/admin/providers/ronglian/auto",
+        headers={"Authorization": "Bearer test-admin-token"},
+        timeout=5,
+    )
+    assert auto.json()["breaker"] == "closed"
+    unknown = httpx.post(
+        f"{running}/v1/admin/providers/ghost/open",
+        headers={"Authorization": "Bearer test-admin-token"},
+        timeout=5,
+    )
+    assert unknown.status_code == 404
+
+
+def test_idempotency_key_header(running: str) -> None:
+    route_to(running, "v1platform")
+    headers = {"Idempotency-Key": "order-77"}
+    body = {"mobiles": ["13800000014"], **OTP}
+    first = httpx.post(f"{running}/v1/messages", json=body, headers=headers, timeout=10).json()
+    again = httpx.post(f"{running}/v1/messages", json=body, headers=headers, timeout=10).json()
+    assert again["message_id"] == first["message_id"]
+    assert again["idempotent_replay"] is True
+    other = {**body, "params": {"code": "1"}}
+    conflict = httpx.post(f"{running}/v1/messages", json=other, headers=headers, timeout=10)
+    assert conflict.status_code == 409
+
+
+def test_sigterm_fails_readiness_and_drains(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    sandbox.state("v1platform").set_faults(FaultSettings(latency_s=1.5))
+    with sidecar(sandbox, tmp_path) as (url, proc):
+        route_to(url, "v1platform")
+        results: list[httpx.Response] = []
+        worker = threading.Thread(
+            target=lambda: results.append(
+                httpx.post(
+                    f"{url}/v1/messages", json={"mobiles": ["13800000015"], **OTP}, timeout=10
+                )
+            )
+        )
+        worker.start()
+        time.sleep(0.4)  # the send is in flight at the slow provider
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        assert httpx.get(f"{url}/readyz", timeout=2).status_code == 503
+        worker.join(10)
+        assert proc.wait(15) == 0
+    assert results[0].status_code == 200
+    assert results[0].json()["recipients"][0]["status"] == "accepted"
