@@ -21,9 +21,12 @@ import atexit
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from typing import Any
 
+import anyio
+import anyio.abc
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from router.config import RouterSettings, load_settings
@@ -41,6 +44,8 @@ class SyncRouter:
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._portal: BlockingPortal | None = None
         self._router: Router | None = None
+        self._stop: anyio.Event | None = None
+        self._holder: Future[None] | None = None
         atexit.register(self.close)
 
     @classmethod
@@ -56,7 +61,9 @@ class SyncRouter:
                 self._portal_cm = start_blocking_portal()
                 self._portal = self._portal_cm.__enter__()
                 self._router = self._make_router()
-                self._portal.call(self._router.__aenter__)
+                # The router is entered and left by one long-lived task (its background
+                # pollers live in a task group, which must stay in the task that opened it).
+                self._holder, self._stop = self._portal.start_task(self._hold, self._router)
                 self._pid = os.getpid()
             assert self._portal is not None and self._router is not None
             return self._portal, self._router
@@ -78,8 +85,17 @@ class SyncRouter:
         with self._lock:
             if self._pid != os.getpid() or self._portal is None or self._portal_cm is None:
                 return
-            if self._router is not None:
-                self._portal.call(self._router.aclose)
+            if self._stop is not None and self._holder is not None:
+                self._portal.call(self._stop.set)
+                self._holder.result(timeout=30)
             self._portal_cm.__exit__(None, None, None)
             self._portal = self._portal_cm = self._router = None
+            self._stop = self._holder = None
             self._pid = None
+
+    @staticmethod
+    async def _hold(router: Router, *, task_status: anyio.abc.TaskStatus[anyio.Event]) -> None:
+        stop = anyio.Event()
+        async with router:
+            task_status.started(stop)
+            await stop.wait()
