@@ -8,14 +8,33 @@ connection, 5xx, unreadable body) is ``UNKNOWN``.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import httpx
 
 from providers.base import AttemptResult, Batch, ErrorClass, Fault, FaultKind, Provider, Verdict
 
+
+class HttpClient(Protocol):
+    """What sending needs of a client: ``httpx.AsyncClient`` or the router's direct aiohttp
+    client (:class:`router.transport.DirectAiohttpClient`)."""
+
+    @property
+    def timeout(self) -> httpx.Timeout: ...
+
+    async def send(self, request: httpx.Request) -> httpx.Response: ...
+
+    async def aclose(self) -> None: ...
+
+
 try:  # aiohttp is optional at the transport level; only used to refine its exceptions
     import aiohttp
 
-    _AIOHTTP_NOT_CONNECTED: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError,)
+    # Never connected: no byte of the request can have reached the provider.
+    _AIOHTTP_NOT_CONNECTED: tuple[type[BaseException], ...] = (
+        aiohttp.ClientConnectorError,
+        aiohttp.ConnectionTimeoutError,
+    )
     _AIOHTTP_ANY: tuple[type[BaseException], ...] = (aiohttp.ClientError,)
 except ImportError:  # pragma: no cover
     _AIOHTTP_NOT_CONNECTED = ()
@@ -68,7 +87,7 @@ def malformed(provider: str, batch: Batch, response: httpx.Response, why: str) -
 
 async def send_batch(
     provider: Provider,
-    client: httpx.AsyncClient,
+    client: HttpClient,
     batch: Batch,
     *,
     timeout_s: float | None = None,

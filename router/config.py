@@ -35,7 +35,7 @@ from providers.settings import ProviderSettings
 from router.breaker import BreakerSettings
 from router.errors import ConfigError
 
-TransportKind = Literal["aiohttp", "httpx"]
+TransportKind = Literal["aiohttp", "httpx-aiohttp", "httpx"]
 
 
 class TemplateSettings(BaseModel):

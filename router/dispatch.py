@@ -29,7 +29,7 @@ from providers.base import (
     ReportPuller,
     Verdict,
 )
-from providers.http import send_batch
+from providers.http import HttpClient, send_batch
 from router.breaker import CircuitBreaker, Permit
 from router.clock import Clock
 from router.config import RouterSettings
@@ -62,7 +62,7 @@ class ProviderRuntime:
     rate: RateLimiter | None
     stats: ProviderStats
     enabled: bool = True
-    client: httpx.AsyncClient | None = None
+    client: HttpClient | None = None
 
     @property
     def pulls_reports(self) -> bool:

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from types import TracebackType
 
 import anyio
-import httpx
 
 from policies.base import BreakerState, Policy, Ranking
 from policies.parts import count_parts
 from providers.base import Provider, Rendered, RenderRequest
+from providers.http import HttpClient
 from router.breaker import CircuitBreaker
 from router.clock import Clock, SystemClock
 from router.config import RouterSettings
@@ -75,7 +75,7 @@ class Router:
         events: EventBus | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
-        clients: Mapping[str, httpx.AsyncClient] | None = None,
+        clients: Mapping[str, HttpClient] | None = None,
         store: StateStore | None = None,
     ) -> None:
         """``providers``, ``policy`` and ``clients`` default to what ``settings`` describes;

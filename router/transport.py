@@ -1,9 +1,12 @@
 """HTTP clients for providers: httpx as the API, the transport pluggable.
 
-Measured here (shared/design.md): httpx's default transport falls from ~720 req/s at
-concurrency 1 to 140-330 req/s at concurrency 100 (pool lock contention, encode/httpx#3215);
-httpx over the ``httpx-aiohttp`` transport keeps ~1,600-1,800 req/s. So ``aiohttp`` is the
-default. Its exception mapping is lossy (a dropped connection after the request was written
+Measured here (shared/design.md and benchmarks/README.md): httpx's default transport falls
+from ~720 req/s at concurrency 1 to 140-330 req/s at concurrency 100 (pool lock contention,
+encode/httpx#3215); httpx over the ``httpx-aiohttp`` transport keeps ~1,600-1,800 req/s, and
+httpx's client layer itself still costs more than the routing. So the default, ``aiohttp``,
+sends the adapters' ``httpx.Request`` objects straight through an aiohttp session
+(:class:`DirectAiohttpClient`); ``httpx-aiohttp`` and ``httpx`` remain selectable.
+httpx-aiohttp's exception mapping is lossy (a dropped connection after the request was written
 surfaces as ``ConnectTimeout``); :func:`providers.http.classify_exception` reads the
 underlying aiohttp error so that case stays *unknown*, never a safe-to-resend rejection.
 
@@ -18,7 +21,9 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-TransportKind = Literal["aiohttp", "httpx"]
+from providers.http import HttpClient
+
+TransportKind = Literal["aiohttp", "httpx-aiohttp", "httpx"]
 DEFAULT_TRANSPORT: TransportKind = "aiohttp"
 
 
@@ -44,7 +49,7 @@ def make_client(
     connect_timeout_s: float,
     timeout_s: float,
     max_connections: int,
-) -> httpx.AsyncClient:
+) -> HttpClient:
     """One long-lived client. ``trust_env=False``: no proxy from the environment may divert
     provider traffic (and credentials) anywhere the configuration does not say."""
     timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s, pool=connect_timeout_s)
@@ -52,7 +57,72 @@ def make_client(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
     if kind == "aiohttp":
+        return DirectAiohttpClient(
+            connect_timeout_s=connect_timeout_s,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
+        )
+    if kind == "httpx-aiohttp":
         transport: httpx.AsyncBaseTransport = SafeAiohttpTransport(limits=limits, trust_env=False)
     else:
         transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
     return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
+
+
+class DirectAiohttpClient:
+    """The smallest client ``providers.http.send_batch`` needs, straight on aiohttp.
+
+    Adapters build ``httpx.Request`` objects (sans-I/O); this sends one with a shared
+    ``aiohttp.ClientSession`` and returns a read ``httpx.Response``, skipping httpx's client
+    machinery (auth flows, redirects, cookies, event hooks), which the router never uses and
+    which costs more CPU per request than the whole routing decision. Errors are raised as
+    httpx exceptions with the aiohttp error as ``__cause__``, so classification is shared.
+    """
+
+    def __init__(self, *, connect_timeout_s: float, timeout_s: float, max_connections: int):
+        self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        self._limit = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _session_now(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=False, auto_decompress=True
+            )
+        return self._session
+
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        timeouts = request.extensions.get("timeout") or self.timeout.as_dict()
+        total = timeouts.get("read") or self.timeout.read
+        timeout = aiohttp.ClientTimeout(total=total, sock_connect=timeouts.get("connect"))
+        body = await request.aread()  # multipart bodies are streams until read
+        try:
+            async with self._session_now().request(
+                request.method,
+                str(request.url),
+                headers=list(request.headers.multi_items()),
+                data=body,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
+                answer = await response.read()
+                return httpx.Response(
+                    response.status,
+                    headers=response.raw_headers,
+                    content=answer,
+                    request=request,
+                )
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise httpx.ConnectTimeout(str(exc), request=request) from exc
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout("timed out", request=request) from exc
+        except aiohttp.ClientError as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -20,7 +20,7 @@ from providers.http import classify_exception
 from router.transport import TransportKind, make_client
 
 pytestmark = pytest.mark.anyio
-TRANSPORTS: list[TransportKind] = ["aiohttp", "httpx"]
+TRANSPORTS: list[TransportKind] = ["aiohttp", "httpx-aiohttp", "httpx"]
 
 
 @contextmanager
@@ -72,10 +72,12 @@ def read_request(conn: socket.socket) -> bytes:
 
 async def post(kind: TransportKind, url: str, timeout_s: float = 0.3) -> httpx.Response:
     client = make_client(kind, connect_timeout_s=0.3, timeout_s=timeout_s, max_connections=4)
-    async with client:
-        response = await client.post(url, content=b"payload=1")
+    try:
+        response = await client.send(httpx.Request("POST", url, content=b"payload=1"))
         await response.aread()
         return response
+    finally:
+        await client.aclose()
 
 
 async def failure(kind: TransportKind, url: str) -> tuple[Verdict, ErrorClass]:
