@@ -30,7 +30,6 @@ from pydantic_settings import (
 )
 
 from providers.base import Template
-from providers.registry import ADAPTERS
 from providers.settings import ProviderSettings
 from router.breaker import BreakerSettings
 from router.errors import ConfigError
@@ -193,6 +192,10 @@ class RouterSettings(BaseSettings):
 
 def parse_provider(name: str, raw: Mapping[str, Any]) -> ProviderSettings:
     """Validate one ``[providers.<name>]`` table with its adapter's settings model."""
+    # Imported here: adapter modules import router.* leaves, so a module-level import would
+    # make "import providers.baofoo" (before router) a circular import.
+    from providers.registry import ADAPTERS
+
     kind = raw.get("type")
     if kind not in ADAPTERS:
         raise ConfigError(

@@ -45,7 +45,7 @@ from router.events import (
 from router.limits import FailoverBudget, RateLimiter
 from router.receipts import ReceiptBook
 from router.recipients import Tracker, chunked, unfinished
-from router.stats import ProviderStats
+from router.stats import SNAPSHOT_TTL_S, ProviderStats
 
 log = logging.getLogger("router.dispatch")
 RECONCILE_POLL_S = 0.2
@@ -63,10 +63,11 @@ class ProviderRuntime:
     stats: ProviderStats
     enabled: bool = True
     client: HttpClient | None = None
+    pulls_reports: bool = False
 
-    @property
-    def pulls_reports(self) -> bool:
-        return isinstance(self.provider, ReportPuller)
+    def __post_init__(self) -> None:
+        # isinstance against a runtime Protocol costs ~10 us: decide once.
+        self.pulls_reports = isinstance(self.provider, ReportPuller)
 
     async def pull_reports(self) -> list[DeliveryReport]:
         """Fetch pending delivery reports (v1 platform ``/report``); [] if unsupported."""
@@ -102,6 +103,7 @@ class Dispatcher:
         self.settings = settings
         self.receipts = receipts
         self._sent: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
+        self._health_cache: dict[tuple[object, ...], tuple[float, list[ProviderHealth]]] = {}
         self.runtimes = runtimes
         self.policy = policy
         self.events = events
@@ -117,9 +119,34 @@ class Dispatcher:
     # -- ranking ------------------------------------------------------------------------------
 
     def health(self, job: RouteJob, sample: Tracker) -> list[ProviderHealth]:
+        """The policy's input. Rebuilt when anything it shows changes (breakers, switches,
+        what can carry this message), else at most every ``ProviderStats`` snapshot period:
+        it is on the per-message path."""
+        key = tuple(
+            (
+                rt.enabled,
+                rt.breaker.state,
+                rt.stats.version,
+                name in job.renders,
+                rt.provider.can_reach(sample.mobile),
+            )
+            for name, rt in self.runtimes.items()
+        )
+        now = self.clock.monotonic()
+        cached = self._health_cache.get(key)
+        if cached is not None and now - cached[0] <= SNAPSHOT_TTL_S:
+            return cached[1]
+        health = self._build_health(job, sample)
+        if len(self._health_cache) > 64:
+            self._health_cache.clear()
+        self._health_cache[key] = (now, health)
+        return health
+
+    def _build_health(self, job: RouteJob, sample: Tracker) -> list[ProviderHealth]:
         out = []
         for name, rt in self.runtimes.items():
             s, stats = rt.provider.settings, rt.stats
+            accepted, delivered, latency = stats.rates()
             out.append(
                 ProviderHealth(
                     name=name,
@@ -129,9 +156,9 @@ class Dispatcher:
                     can_render=name in job.renders,
                     region_ok=rt.provider.can_reach(sample.mobile),
                     price_per_part=s.price_per_part,
-                    accepted_rate=stats.accepted.mean(),
-                    delivery_rate=stats.delivered.mean(),
-                    latency_s=stats.latency.mean(),
+                    accepted_rate=accepted,
+                    delivery_rate=delivered,
+                    latency_s=latency,
                     balance=stats.balance,
                     spend_left=stats.spend_left(s.spend_limit),
                 )

@@ -234,7 +234,7 @@ class MetricsSink:
             m.transitions.labels(event.provider, event.new_state).inc()
             m.breaker.labels(event.provider).set(BREAKER_VALUE[event.new_state])
         elif isinstance(event, DedupeChecked):
-            m.dedupe.labels(self._scene(event.scene), event.result).inc()
+            self._per_scene[self._scene(event.scene)].dedupe[event.result].inc()
         elif isinstance(event, ReceiptReceived):
             status = "delivered" if event.delivered else "failed"
             m.receipts.labels(event.provider, status).inc()
@@ -248,7 +248,9 @@ class MetricsSink:
     def _attempt_finished(self, event: AttemptFinished) -> None:
         error = event.error_class.value if event.error_class else "none"
         key = (event.provider, event.verdict.value, error)
-        child = self._attempts.get(key) or self.metrics.attempts.labels(*key)
+        child = self._attempts.get(key)
+        if child is None:
+            child = self._attempts[key] = self.metrics.attempts.labels(*key)
         child.inc()
         c = self._provider(event.provider)
         c.latency.observe(event.duration_s, self._exemplar(event.send_id))
@@ -295,9 +297,10 @@ class _ProviderChildren:
 
 
 class _SceneChildren:
-    __slots__ = ("latency", "recipients", "sends")
+    __slots__ = ("dedupe", "latency", "recipients", "sends")
 
     def __init__(self, m: Metrics, scene: str) -> None:
+        self.dedupe = {r: m.dedupe.labels(scene, r) for r in DEDUPE_RESULTS}
         self.latency = m.send_latency.labels(scene)
         self.sends = {o: m.sends.labels(scene, o) for o in SEND_OUTCOMES}
         self.recipients = {s.value: m.recipients.labels(scene, s.value) for s in RecipientStatus}
