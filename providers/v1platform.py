@@ -1,33 +1,34 @@
 """The v1 SMS platform: ``/api/v1/send``, ``/report``, ``/mo``, ``/queryBalance`` and pushes.
 
-Wire facts (shared/specs): form-encoded POSTs; ``pwd`` is the lower-case hex MD5 of the
-password (a static hash: a captured request can be replayed, so it never reaches a log);
-``code == "00"`` means accepted; up to 3000 ``mobiles`` per request; ``taskId`` is ours and
-globally unique. The document's ``/report`` and ``/mo`` examples wrap the ``data`` array in
-braces (invalid JSON): the evident intent, a JSON array, is parsed, and an object holding one
-list is accepted too. Delivered is ``DELIVER`` (pull) or ``DELIVRD`` (push); any other code
-is a failure. Pushes come once and are never retried, so a missed one is only recoverable by
-pulling ``/report``.
+Wire facts (shared/specs): form-encoded UTF-8 POSTs; ``pwd`` is the lower-case hex MD5 of the
+password, a static hash: a captured request can be replayed, so it never reaches a repr, a log
+line, an exception or a Fault. ``code == "00"`` means accepted; up to 3000 ``mobiles`` per
+request; ``taskId`` is ours (``Batch.request_id``) and globally unique, and comes back as the
+receipts' ``sendId``; ``extNo`` is a positive integer; content should stay under 500 characters
+(longer content is sent, with a warning). The platform answers per request, not per number:
+a bad number shows up later as a failed receipt.
+
+The document lists no error code besides "00", so every other code is a provider fault (fail
+over, feed the breaker) unless the operator maps it in ``error_codes`` once the vendor's table
+is known. Pulls and pushes are read by :mod:`providers.v1platform_pull`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime
+import logging
+import re
 from typing import Any, ClassVar, Literal
-from urllib.parse import parse_qsl
-from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
-from pydantic import Field, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from providers import v1platform_pull as pull
 from providers.base import (
     AttemptResult,
     Batch,
     DeliveryReport,
-    DeliveryStatus,
     ErrorClass,
     Fault,
     FaultKind,
@@ -40,52 +41,87 @@ from providers.base import (
 )
 from providers.http import malformed, status_fault
 from providers.settings import ProviderSettings, secret
+from providers.v1platform_pull import DELIVERED_CODES, PUSH_ACK_STATUS, Balance, parse_time
 from router.clock import Clock, SystemClock
 from router.errors import MissingParamError, ProviderResponseError
 
-MAX_MOBILES = 3000
-MAX_CONTENT_CHARS = 500  # the document's advice; longer content is sent, not refused
-DELIVERED_CODES = frozenset({"DELIVRD", "DELIVER"})
-PUSH_ACK_STATUS = 200
-_CST = ZoneInfo("Asia/Shanghai")
+__all__ = [
+    "DELIVERED_CODES",
+    "ERROR_CODES",
+    "MAX_CONTENT_CHARS",
+    "MAX_MOBILES",
+    "PUSH_ACK_STATUS",
+    "Balance",
+    "V1PlatformProvider",
+    "V1PlatformSettings",
+    "parse_time",
+]
 
-# code -> whose fault. The document lists only "00"; every other code is a provider fault
-# until the vendor's table is known (fail over, feed the breaker).
+log = logging.getLogger("providers.v1platform")
+
+MAX_MOBILES = 3000  # the document's per-request limit
+MAX_CONTENT_CHARS = 500  # the document's advice; longer content is sent, not refused
+ACCEPTED_CODE = "00"
+
+# code -> whose fault. Empty on purpose: the document lists only "00" (the emulator's "01".."06"
+# are its own invention). Unknown codes are provider faults; ``error_codes`` in the settings
+# adds the vendor's real codes without a code change.
 ERROR_CODES: dict[str, FaultKind] = {}
+
+_MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")
 
 
 class V1PlatformSettings(ProviderSettings):
     """``[providers.<name>]`` with ``type = "v1platform"``: give ``password`` or its MD5."""
 
+    # A validation error would otherwise echo the raw input, password included.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     type: Literal["v1platform"] = "v1platform"
     account: str = Field(min_length=1)
-    password: SecretStr | None = None
-    password_md5: SecretStr | None = None
-    ext_no: int | None = Field(default=None, gt=0)
+    password: SecretStr | None = Field(default=None, description="plain password; sent as MD5")
+    password_md5: SecretStr | None = Field(
+        default=None, description="the password's MD5 (32 hex digits), if that is all you have"
+    )
+    ext_no: int | None = Field(default=None, gt=0, description="extNo: extension number")
     max_batch: int = Field(default=MAX_MOBILES, ge=1, le=MAX_MOBILES)
+    error_codes: dict[str, FaultKind] = Field(
+        default_factory=dict,
+        description="vendor refusal code -> provider/credentials/message; unknown: provider",
+    )
+
+    @field_validator("password")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not secret(value):
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("password_md5")
+    @classmethod
+    def _md5_hex(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _MD5_HEX.fullmatch(secret(value)):
+            raise ValueError("must be the 32 hex digits of the password's MD5")
+        return value
 
     @model_validator(mode="after")
     def _one_password(self) -> V1PlatformSettings:
-        if (self.password is None) == (self.password_md5 is None):
-            raise ValueError("set exactly one of password or password_md5")
+        if self.password is None and self.password_md5 is None:
+            raise ValueError("set 'password' (or 'password_md5' if you only have the hash)")
+        if self.password is not None and self.password_md5 is not None:
+            raise ValueError("set only one of 'password' and 'password_md5', not both")
         return self
 
     def pwd(self) -> str:
+        """The wire ``pwd``: lower-case hex MD5. Replayable: never log what this returns."""
         if self.password_md5 is not None:
             return secret(self.password_md5).lower()
-        assert self.password is not None
+        assert self.password is not None  # the validator guarantees one of the two
         return hashlib.md5(secret(self.password).encode(), usedforsecurity=False).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Balance:
-    balance: int
-    payment: int  # 0 prepaid, 1 postpaid
-    payment_name: str
-
-
 class V1PlatformProvider:
-    """Adapter for one v1 platform account."""
+    """Adapter for one v1 platform account (sans-I/O, plus thin pull helpers)."""
 
     kind: ClassVar[str] = "v1platform"
 
@@ -93,198 +129,182 @@ class V1PlatformProvider:
         self.name = name
         self.settings = settings
         self.max_batch = settings.max_batch
-        self._clock = clock or SystemClock()
+        self._clock = clock or SystemClock()  # unused by the protocol; kept for parity
         self._base = settings.base_url.rstrip("/")
+        self._codes = {**ERROR_CODES, **settings.error_codes}
 
     def __repr__(self) -> str:
         return f"V1PlatformProvider(name={self.name!r}, base_url={self._base!r})"
 
     def can_reach(self, mobile: Mobile) -> bool:
+        """Region support from ``settings.regions``."""
         regions = self.settings.regions
         return regions == "all" or (regions == "mainland") == mobile.is_mainland
 
     def render(self, request: RenderRequest) -> Rendered | None:
+        """Free content (signature first); None for an unapproved or content-less template."""
         if request.template is None:
-            content = request.content or ""
+            content = request.content
         else:
-            options = request.template.provider_options.get(self.name, {})
-            if options.get("approved", True) is False or request.template.content is None:
+            template = request.template
+            options = template.provider_options.get(self.name, {})
+            text = options.get("content", template.content)
+            if options.get("approved", True) is False or text is None:
                 return None
-            text = str(options.get("content", request.template.content))
             try:
-                content = render_content(text, request.params)
+                content = render_content(str(text), request.params)
             except KeyError as exc:
-                raise MissingParamError(request.template.key, str(exc.args[0])) from None
+                raise MissingParamError(template.key, str(exc.args[0])) from None
+        if not content:
+            return None
         signature = self.settings.signature
         if signature and not content.startswith(signature):
             content = signature + content
+        if len(content) > MAX_CONTENT_CHARS:
+            log.warning(
+                "%s: content of %d characters is over the advised %d; sending it anyway",
+                self.name,
+                len(content),
+                MAX_CONTENT_CHARS,
+            )
         return Rendered(content=content)
 
     # -- send -------------------------------------------------------------------------------
 
-    def _auth(self) -> dict[str, str]:
-        return {"account": self.settings.account, "pwd": self.settings.pwd()}
-
     def build_request(self, batch: Batch) -> httpx.Request:
+        """``POST /api/v1/send``; raises ValueError for a batch outside ``1..max_batch``."""
         if not 1 <= len(batch.mobiles) <= self.max_batch:
             raise ValueError(f"batch of {len(batch.mobiles)} outside 1..{self.max_batch}")
+        if not batch.rendered.content:
+            raise ValueError("the v1 platform sends content; the batch has none")
         fields = {
             **self._auth(),
             "taskId": batch.request_id,
+            # The platform is mainland-only as documented: national numbers, comma-joined.
             "mobiles": ",".join(m.national for m in batch.mobiles),
-            "content": batch.rendered.content or "",
+            "content": batch.rendered.content,
         }
         if self.settings.ext_no is not None:
             fields["extNo"] = str(self.settings.ext_no)
         return httpx.Request("POST", f"{self._base}/api/v1/send", data=fields)
 
     def parse_response(self, batch: Batch, response: httpx.Response) -> AttemptResult:
+        """``code == "00"``: accepted under the returned taskId (ours if empty); else refused."""
         status = response.status_code
         if not response.is_success:
             verdict, fault = status_fault(response) or (Verdict.UNKNOWN, None)
             return AttemptResult.uniform(self.name, batch, verdict, fault=fault, http_status=status)
-        body = _json_object(response)
-        if body is None or not isinstance(body.get("code"), str):
+        body = _json_object(response.content)
+        code = body.get("code") if body is not None else None
+        if body is None or not isinstance(code, str):
             return malformed(self.name, batch, response, "body is not the platform's JSON")
-        if body["code"] == "00":
-            data = body.get("data")
-            task_id = data.get("taskId") if isinstance(data, dict) else None
+        if code != ACCEPTED_CODE:
             return AttemptResult.uniform(
                 self.name,
                 batch,
-                Verdict.ACCEPTED,
-                message_id=str(task_id or batch.request_id),
+                Verdict.REJECTED,
+                fault=self._refusal(code, body),
                 http_status=status,
             )
-        code = body["code"]
-        detail = str(body.get("message") or "refused")[:200]
-        fault = Fault(ERROR_CODES.get(code, FaultKind.PROVIDER), ErrorClass.REFUSED, code, detail)
+        data = body.get("data")
+        task_id = data.get("taskId") if isinstance(data, dict) else None
         return AttemptResult.uniform(
-            self.name, batch, Verdict.REJECTED, fault=fault, http_status=status
+            self.name,
+            batch,
+            Verdict.ACCEPTED,
+            message_id=str(task_id or batch.request_id),
+            http_status=status,
         )
 
-    # -- pulls ------------------------------------------------------------------------------
+    def _refusal(self, code: str, body: dict[str, Any]) -> Fault:
+        kind = self._codes.get(code, FaultKind.PROVIDER)
+        error_class = ErrorClass.AUTH if kind is FaultKind.CREDENTIALS else ErrorClass.REFUSED
+        return Fault(kind, error_class, code, self._redacted(str(body.get("message") or "")))
+
+    def _redacted(self, text: str) -> str:
+        """Provider text for a Fault: bounded, and with our credentials cut out should the
+        platform ever echo them."""
+        for value in (self.settings.pwd(), *_plain(self.settings.password)):
+            text = text.replace(value, "***")
+        return text[:200] or "refused"
+
+    def _auth(self) -> dict[str, str]:
+        return {"account": self.settings.account, "pwd": self.settings.pwd()}
+
+    # -- pulls (pure builders and parsers, plus thin helpers over a client passed in) -------
 
     def build_report_request(self) -> httpx.Request:
-        return httpx.Request("POST", f"{self._base}/api/v1/report", data=self._auth())
+        """``POST /api/v1/report``: pending receipts (each handed out once)."""
+        return self._pull_request("/api/v1/report")
 
     def build_mo_request(self) -> httpx.Request:
-        return httpx.Request("POST", f"{self._base}/api/v1/mo", data=self._auth())
+        """``POST /api/v1/mo``: pending replies."""
+        return self._pull_request("/api/v1/mo")
 
     def build_balance_request(self) -> httpx.Request:
-        return httpx.Request("POST", f"{self._base}/api/v1/queryBalance", data=self._auth())
+        """``POST /api/v1/queryBalance``."""
+        return self._pull_request("/api/v1/queryBalance")
 
     def parse_report(self, response: httpx.Response) -> list[DeliveryReport]:
-        return [self._report(item) for item in _pulled(response, "/report")]
+        """Receipts of a ``/report`` answer; raises ProviderResponseError."""
+        return pull.parse_report(self.name, response)
 
     def parse_mo(self, response: httpx.Response) -> list[InboundMessage]:
-        return [
-            InboundMessage(
-                provider=self.name,
-                mobile=_required(item, "mobile"),
-                content=str(item.get("content") or ""),
-                ext_no=_optional(item.get("extNo")),
-                at=parse_time(item.get("times")),
-            )
-            for item in _pulled(response, "/mo")
-        ]
+        """Replies of a ``/mo`` answer; raises ProviderResponseError."""
+        return pull.parse_mo(self.name, response)
 
     def parse_balance(self, response: httpx.Response) -> Balance:
-        body = _checked(response, "/queryBalance")
-        data = body.get("data")
-        if not isinstance(data, dict) or not isinstance(data.get("balance"), int | float):
-            raise ProviderResponseError("/queryBalance answer has no numeric data.balance")
-        return Balance(
-            int(data["balance"]), int(data.get("payment") or 0), str(data.get("paymentName", ""))
-        )
+        """The ``/queryBalance`` answer; raises ProviderResponseError."""
+        return pull.parse_balance(response)
 
-    def _report(self, item: dict[str, Any]) -> DeliveryReport:
-        code = _required(item, "status")
-        return DeliveryReport(
-            provider=self.name,
-            provider_message_id=_required(item, "sendId"),
-            mobile=str(item.get("mobile") or ""),
-            status=DeliveryStatus.DELIVERED if code in DELIVERED_CODES else DeliveryStatus.FAILED,
-            status_code=code,
-            at=parse_time(item.get("times")),
-        )
+    async def pull_reports(self, client: httpx.AsyncClient) -> list[DeliveryReport]:
+        """Fetch and parse pending receipts (recovers pushes that were lost)."""
+        return self.parse_report(await self._fetch(client, self.build_report_request()))
 
-    # -- pushes -----------------------------------------------------------------------------
+    async def pull_mo(self, client: httpx.AsyncClient) -> list[InboundMessage]:
+        """Fetch and parse pending replies."""
+        return self.parse_mo(await self._fetch(client, self.build_mo_request()))
+
+    async def query_balance(self, client: httpx.AsyncClient) -> Balance:
+        """Fetch and parse the account balance."""
+        return self.parse_balance(await self._fetch(client, self.build_balance_request()))
+
+    def _pull_request(self, path: str) -> httpx.Request:
+        return httpx.Request("POST", f"{self._base}{path}", data=self._auth())
+
+    async def _fetch(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await client.send(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        except httpx.HTTPError as exc:
+            # Only the path and the error type: the request body holds the replayable pwd.
+            raise ProviderResponseError(
+                f"{self.name}: {request.url.path} failed: {type(exc).__name__}"
+            ) from exc
+        return response
+
+    # -- pushes (answer each with PUSH_ACK_STATUS) ------------------------------------------
 
     def parse_status_push(self, body: bytes, content_type: str) -> DeliveryReport:
-        """A status push (``DELIVRD`` delivered); answer it with HTTP 200."""
-        return self._report(_push_fields(body, content_type))
+        """A status push (JSON or form-encoded); raises ProviderResponseError naming a missing
+        field. ``DELIVRD``/``DELIVER`` are delivered."""
+        return pull.parse_status_push(self.name, body, content_type)
 
     def parse_mo_push(self, body: bytes, content_type: str) -> InboundMessage:
-        item = _push_fields(body, content_type)
-        return InboundMessage(
-            provider=self.name,
-            mobile=_required(item, "mobile"),
-            content=str(item.get("content") or ""),
-            ext_no=_optional(item.get("extNo")),
-            at=parse_time(item.get("times")),
-        )
+        """An inbound-message push (JSON or form-encoded); raises ProviderResponseError."""
+        return pull.parse_mo_push(self.name, body, content_type)
 
 
-def parse_time(value: object) -> datetime | None:
-    """``yyyy-MM-dd HH:mm:ss`` in China time; None when absent or unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
+def _plain(password: SecretStr | None) -> tuple[str, ...]:
+    return () if password is None else (secret(password),)
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
     try:
-        return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=_CST)
-    except ValueError:
-        return None
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
-    try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
     return body if isinstance(body, dict) else None
-
-
-def _checked(response: httpx.Response, path: str) -> dict[str, Any]:
-    if not response.is_success:
-        raise ProviderResponseError(f"{path} answered HTTP {response.status_code}")
-    body = _json_object(response)
-    if body is None:
-        raise ProviderResponseError(f"{path} answer is not a JSON object")
-    if body.get("code") != "00":
-        raise ProviderResponseError(f"{path} refused with code {body.get('code')!r}")
-    return body
-
-
-def _pulled(response: httpx.Response, path: str) -> list[dict[str, Any]]:
-    data = _checked(response, path).get("data")
-    if isinstance(data, dict):  # the document's brace-wrapped example: one list inside
-        lists = [v for v in data.values() if isinstance(v, list)]
-        data = lists[0] if len(lists) == 1 else [] if not data else None
-    if data is None:
-        return []
-    if not isinstance(data, list) or not all(isinstance(i, dict) for i in data):
-        raise ProviderResponseError(f"{path} data is not a list of objects")
-    return data
-
-
-def _push_fields(body: bytes, content_type: str) -> dict[str, Any]:
-    if "json" in content_type or body.lstrip().startswith(b"{"):
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise ProviderResponseError("push body is not valid JSON") from None
-        if not isinstance(parsed, dict):
-            raise ProviderResponseError("push body is not a JSON object")
-        return parsed
-    return dict(parse_qsl(body.decode("utf-8", "replace")))
-
-
-def _required(item: dict[str, Any], key: str) -> str:
-    value = item.get(key)
-    if value is None or value == "":
-        raise ProviderResponseError(f"receipt field {key!r} is missing")
-    return str(value)
-
-
-def _optional(value: object) -> str | None:
-    return None if value is None or value == "" else str(value)
