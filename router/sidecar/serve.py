@@ -45,6 +45,7 @@ async def serve(
                 host=host,
                 port=port,
                 log_level="info",
+                access_log=False,  # a line per request costs more than routing it
                 lifespan="on",
                 timeout_graceful_shutdown=int(settings.server.drain_s) or None,
             )

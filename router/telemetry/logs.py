@@ -48,8 +48,9 @@ class LoggingSink:
                 event.recipients,
                 event.send_id,
             )
-        elif isinstance(event, SendFinished):
-            log.info(
+        elif isinstance(event, SendFinished) and log.isEnabledFor(logging.DEBUG):
+            # One line per send is for debugging; failures above are what an operator reads.
+            log.debug(
                 "send=%s scene=%s recipients=%d %s duration_ms=%.0f",
                 event.send_id,
                 event.scene,
