@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from providers.emulators.server import ThreadedServer
+from tests.sandbox import RunningSandbox, running_sandbox
 
 
 @pytest.fixture
@@ -29,3 +30,10 @@ def serve() -> Iterator[Callable[[Any], ThreadedServer]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[RunningSandbox]:
+    """The three emulators on loopback, shared by a test module (reset them per test)."""
+    with running_sandbox() as box:
+        yield box

@@ -48,6 +48,21 @@ providers.ronglian = {{ template_id = "1", params = ["code", "minutes"] }}
 """
 
 
+def wait_ready(url: str, proc: subprocess.Popen[bytes], deadline_s: float = 30) -> None:
+    """Poll ``url`` until it answers 200; fail with the process output if it never does."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            pytest.fail(f"{url} did not become ready:\n{out[-3000:]}")
+        time.sleep(0.1)
+
+
 @contextmanager
 def sidecar(
     sandbox: RunningSandbox, tmp: Path, *, receipt_poll_s: float = 0
@@ -64,17 +79,7 @@ def sidecar(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                pytest.fail(f"sidecar did not become ready:\n{out[-3000:]}")
-            time.sleep(0.1)
+        wait_ready(f"{url}/readyz", proc)
         yield url, proc
     finally:
         if proc.poll() is None:

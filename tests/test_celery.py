@@ -7,20 +7,13 @@ import importlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.redis_server import redis_server
-from tests.sandbox import RunningSandbox, running_sandbox
+from tests.sandbox import RunningSandbox
 from tests.sidecar_process import CONFIG
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
-    with running_sandbox() as box:
-        yield box
 
 
 @pytest.mark.parametrize("pool", ["solo", "prefork"])

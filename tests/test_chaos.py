@@ -5,7 +5,6 @@ Each test is bounded: a fake clock drives breaker periods, so nothing sleeps for
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from providers.emulators._common import FaultSettings
 from router import Message, RecipientStatus, Router
 from router.clock import FakeClock
 from router.events import BreakerChanged, Event, EventBus, PanicSend
-from tests.sandbox import RunningSandbox, running_sandbox
+from tests.sandbox import RunningSandbox
 
 pytestmark = pytest.mark.anyio
 OTP = {"code": "2468"}
@@ -31,12 +30,6 @@ class Recorder:
 
     def of(self, kind: type[Any]) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
-    with running_sandbox() as box:
-        yield box
 
 
 @pytest.fixture(autouse=True)

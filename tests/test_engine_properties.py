@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from providers.emulators._common import FaultSettings
 from router import Message, RecipientStatus, Router
-from tests.sandbox import RunningSandbox, running_sandbox
+from tests.sandbox import RunningSandbox
 
 PROVIDERS = ("baofoo", "v1platform", "ronglian")
 FINAL = {
@@ -25,12 +23,6 @@ FINAL = {
     RecipientStatus.UNKNOWN,
     RecipientStatus.UNROUTABLE,
 }
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
-    with running_sandbox() as box:
-        yield box
 
 
 behaviour = st.sampled_from(["healthy", "refuse_all", "refuse_some", "bad_numbers", "5xx"])

@@ -17,6 +17,7 @@ from providers.emulators._common import FaultSettings
 from providers.emulators.server import free_port
 from tests.redis_server import require
 from tests.sandbox import RunningSandbox, running_sandbox
+from tests.sidecar_process import wait_ready
 
 CONFIG = """
 receipt_poll_s = 1
@@ -39,20 +40,6 @@ weight = 1
 [templates.login_code]
 content = "您的登录验证码为 {{code}},30分钟内有效,请勿泄露。"
 """
-
-
-def wait_for(url: str, deadline_s: float, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            pytest.fail(f"{url} did not become ready:\n{out[-3000:]}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +78,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSan
         )
         prom_url = f"http://127.0.0.1:{prom_port}"
         try:
-            wait_for(f"{sidecar_url}/readyz", 30, sidecar)
-            wait_for(f"{prom_url}/-/ready", 30, prom)
+            wait_ready(f"{sidecar_url}/readyz", sidecar)
+            wait_ready(f"{prom_url}/-/ready", prom)
             yield sandbox, sidecar_url, prom_url
         finally:
             for proc in (sidecar, prom):

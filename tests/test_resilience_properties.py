@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
 
 import anyio
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +17,7 @@ from providers.emulators._common import FaultSettings
 from router import Message, RecipientStatus, Router
 from router.clock import FakeClock
 from router.events import BreakerChanged, Event, EventBus
-from tests.sandbox import RunningSandbox, running_sandbox
+from tests.sandbox import RunningSandbox
 
 PROVIDERS = ("baofoo", "v1platform", "ronglian")
 EDGES = {("closed", "open"), ("open", "half_open"), ("half_open", "closed"), ("half_open", "open")}
@@ -31,12 +29,6 @@ FAULTS = {
     "garbled": FaultSettings(malformed_rate=1.0),
     "down": FaultSettings(outage=True),
 }
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
-    with running_sandbox() as box:
-        yield box
 
 
 step = st.tuples(

@@ -3,23 +3,16 @@ and explain() reasons, against the emulators."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from router import Message, Router
 from router.pollers import refresh_balance
-from tests.sandbox import RunningSandbox, running_sandbox
+from tests.sandbox import RunningSandbox
 
 pytestmark = pytest.mark.anyio
 OTP = {"code": "777"}
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
-    with running_sandbox() as box:
-        yield box
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,6 @@ about a second, so the second stops sending to the failing provider too."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -13,15 +12,9 @@ from policies.base import BreakerState
 from providers.emulators._common import FaultSettings
 from router import Message, Router
 from tests.redis_server import redis_url
-from tests.sandbox import RunningSandbox, running_sandbox
+from tests.sandbox import RunningSandbox
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
-    with running_sandbox() as box:
-        yield box
 
 
 async def test_a_trip_is_shared(sandbox: RunningSandbox, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -12,6 +11,7 @@ import orjson
 import pytest
 
 from providers.emulators.server import free_port
+from tests.sidecar_process import wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -24,17 +24,7 @@ def sidecar() -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                pytest.fail(f"sidecar did not become ready:\n{out}")
-            time.sleep(0.1)
+        wait_ready(f"{url}/readyz", proc)
         yield url
     finally:
         proc.terminate()

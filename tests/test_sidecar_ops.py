@@ -13,16 +13,10 @@ import httpx
 import pytest
 
 from providers.emulators._common import FaultSettings
-from tests.sandbox import RunningSandbox, running_sandbox
+from tests.sandbox import RunningSandbox
 from tests.sidecar_process import sidecar
 
 OTP = {"scene": "login_code", "params": {"code": "5150"}}
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
-    with running_sandbox() as box:
-        yield box
 
 
 @pytest.fixture(scope="module")

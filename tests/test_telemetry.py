@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import anyio
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -17,16 +15,10 @@ from router import Message, Router
 from router.events import EventBus
 from router.telemetry import LoggingSink, MetricsSink, TracingSink
 from tests.redis_server import require
-from tests.sandbox import RunningSandbox, running_sandbox
+from tests.sandbox import RunningSandbox
 
 pytestmark = pytest.mark.anyio
 PRIMARY, BACKUP = "baofoo", "v1platform"
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
-    with running_sandbox() as box:
-        yield box
 
 
 @pytest.fixture(autouse=True)
