@@ -8,6 +8,7 @@ scene, missing params, invalid mobiles in strict mode) or of the configuration.
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from collections import OrderedDict, defaultdict
@@ -19,13 +20,13 @@ import anyio
 
 from policies.base import BreakerState, Policy, Ranking
 from policies.parts import count_parts
-from providers.base import Provider, Rendered, RenderRequest
+from providers.base import DeliveryReport, Provider, Rendered, RenderRequest
 from providers.http import HttpClient
 from router.breaker import CircuitBreaker
 from router.clock import Clock, SystemClock
 from router.config import RouterSettings
 from router.dispatch import Dispatcher, ProviderRuntime, RouteJob, route_groups
-from router.errors import MissingParamError, NoRouteError, UnknownTemplateError
+from router.errors import MissingParamError, NoRouteError, StateStoreError, UnknownTemplateError
 from router.events import BreakerChanged, DedupeChecked, EventBus, SendFinished, SendStarted
 from router.idempotency import send_idempotent
 from router.limits import RateLimiter
@@ -38,6 +39,7 @@ from router.stats import ProviderStats
 from router.transport import make_client
 from router.wiring import build_policy, build_store
 
+log = logging.getLogger("router.engine")
 RECENT_RESULTS = 10_000
 _UNSENT = frozenset({RecipientStatus.REJECTED, RecipientStatus.UNROUTABLE})
 
@@ -135,7 +137,7 @@ class Router:
         await self._background.__aenter__()
         if self.settings.receipt_poll_s:
             self._background.start_soon(
-                poll_receipts, self.dispatcher, self.settings.receipt_poll_s
+                poll_receipts, self.dispatcher, self.settings.receipt_poll_s, self.record_receipts
             )
         if self.settings.state.breaker_sync_s:
             self._background.start_soon(
@@ -242,6 +244,27 @@ class Router:
         self._recent[result.message_id] = result
         while len(self._recent) > RECENT_RESULTS:
             self._recent.popitem(last=False)
+
+    async def record_receipts(self, reports: list[DeliveryReport]) -> list[DeliveryReport]:
+        """Take receipts (pushed or pulled): local book, metrics, and the shared store so
+        every instance sees the status. Returns the new ones; duplicates change nothing."""
+        fresh = self.dispatcher.ingest(reports)
+        ttl = self.settings.state.idempotency_ttl_s
+        for report in fresh:
+            try:
+                await self.store.put_status(
+                    report.provider, report.provider_message_id, report.status.value, ttl
+                )
+            except StateStoreError as exc:
+                log.warning("delivery status not shared: %s", exc)
+        return fresh
+
+    async def delivery_status(self, provider: str, provider_message_id: str) -> str | None:
+        """The first final delivery status any instance recorded, if any."""
+        try:
+            return await self.store.get_status(provider, provider_message_id)
+        except StateStoreError:
+            return None
 
     def recent_result(self, message_id: str) -> SendResult | None:
         """A result of this process's last sends (bounded), for status look-ups."""

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 import anyio
 import httpx
 
 from policies.base import BreakerState
+from providers.base import DeliveryReport
 from router.dispatch import Dispatcher, ProviderRuntime
 from router.errors import RouterError, StateStoreError
 from router.events import BalanceUpdated, EventBus
@@ -29,12 +30,17 @@ class BalanceQuery(Protocol):
     def parse_balance(self, response: httpx.Response) -> object: ...
 
 
-async def poll_receipts(dispatcher: Dispatcher, interval_s: float) -> None:
+async def poll_receipts(
+    dispatcher: Dispatcher,
+    interval_s: float,
+    record: Callable[[list[DeliveryReport]], Awaitable[list[DeliveryReport]]],
+) -> None:
+    """Pull receipts so a missed push is recovered; ``record`` stores them (Router)."""
     pullers = [rt for rt in dispatcher.runtimes.values() if rt.pulls_reports]
     while pullers:
         for rt in pullers:
             try:
-                fresh = dispatcher.ingest(await rt.pull_reports())
+                fresh = await record(await rt.pull_reports())
             except (httpx.HTTPError, RouterError) as exc:
                 log.warning("receipt pull from %s failed: %s", rt.provider.name, exc)
                 continue

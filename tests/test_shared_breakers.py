@@ -1,5 +1,5 @@
 """Two router instances sharing Redis: a breaker that trips in one is open in the other within
-about a second, so the second stops sending to the failing provider too."""
+about a second, and a receipt one of them took is the other's to report."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from policies.base import BreakerState
+from providers.base import DeliveryReport, DeliveryStatus
 from providers.emulators._common import FaultSettings
 from router import Message, Router
 from tests.redis_server import redis_url
@@ -45,3 +46,22 @@ async def test_a_trip_is_shared(sandbox: RunningSandbox, tmp_path: Path) -> None
             )
     assert result.ok
     assert len(sandbox.sends("baofoo")) == before  # the second instance skipped baofoo
+
+
+async def test_a_receipt_is_shared(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    sandbox.reset()
+    with redis_url(tmp_path) as (url, prefix):
+        settings = sandbox.settings(
+            state={"backend": "redis", "redis_url": url, "prefix": prefix}, receipt_poll_s=0
+        )
+        async with Router(settings) as first, Router(settings) as second:
+            report = DeliveryReport(
+                "v1platform", "task-9", "138****0001", DeliveryStatus.DELIVERED, "DELIVRD"
+            )
+            assert await first.record_receipts([report]) == [report]
+            assert await first.record_receipts([report]) == []  # pushed twice: once
+            late = DeliveryReport(
+                "v1platform", "task-9", "138****0001", DeliveryStatus.FAILED, "UNDELIV"
+            )
+            await second.record_receipts([late])
+            assert await second.delivery_status("v1platform", "task-9") == "delivered"

@@ -85,6 +85,14 @@ async def test_throttle_marks_and_unthrottles(store: StateStore) -> None:
     assert await store.throttle(mobiles, "otp", 60) == {mobiles[1]}
 
 
+async def test_delivery_status_only_moves_forward(store: StateStore) -> None:
+    assert await store.get_status("v1", "task-1") is None
+    assert await store.put_status("v1", "task-1", "delivered", ttl_s=60)
+    assert not await store.put_status("v1", "task-1", "failed", ttl_s=60)  # late, out of order
+    assert not await store.put_status("v1", "task-1", "delivered", ttl_s=60)  # pushed twice
+    assert await store.get_status("v1", "task-1") == "delivered"
+
+
 async def test_breaker_cool_downs_are_shared(store: StateStore) -> None:
     import time
 

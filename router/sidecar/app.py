@@ -117,6 +117,12 @@ def create_app(router: Router, registry: CollectorRegistry | None = None) -> Sta
                 {"status": rep.status.value, "code": rep.status_code, "mobile": rep.mobile}
                 for rep in reports
             ]
+            shared = (
+                await router.delivery_status(r.provider, r.provider_message_id)
+                if r.provider and r.provider_message_id
+                else None
+            )
+            recipient["delivery"] = shared
         return _json(body)
 
     def authorised(request: Request) -> Response | None:

@@ -70,7 +70,7 @@ class Callbacks:
             log.warning("provider=%s callback=%s rejected: %s", provider, kind, exc)
             return Response(str(exc), status_code=400)
         if isinstance(parsed, DeliveryReport):
-            self.router.dispatcher.ingest([parsed])
+            await self.router.record_receipts([parsed])
         else:
             self.inbound.append(parsed)
         module = importlib.import_module(type(adapter).__module__)

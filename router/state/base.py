@@ -59,6 +59,13 @@ class StateStore(Protocol):
         """Undo marks for mobiles that were finally not sent, so a retry is not blocked."""
         ...
 
+    async def put_status(self, provider: str, message_id: str, status: str, ttl_s: float) -> bool:
+        """Record a delivery status; only moves forward: the first final status (delivered or
+        failed) stays, a receipt pushed twice or out of order changes nothing. True if new."""
+        ...
+
+    async def get_status(self, provider: str, message_id: str) -> str | None: ...
+
     async def publish_open(self, provider: str, until_epoch_s: float) -> None:
         """Share a breaker cool-down with the other instances."""
         ...

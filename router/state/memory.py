@@ -26,6 +26,7 @@ class MemoryStateStore:
         self._records: OrderedDict[str, _Record] = OrderedDict()
         self._marks: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._open: dict[str, float] = {}
+        self._status: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
 
     def _now(self) -> float:
         return self._clock.monotonic()
@@ -81,6 +82,21 @@ class MemoryStateStore:
     async def unthrottle(self, mobiles: Sequence[str], scope: str) -> None:
         for mobile in mobiles:
             self._marks.pop((scope, mobile), None)
+
+    async def put_status(self, provider: str, message_id: str, status: str, ttl_s: float) -> bool:
+        key, now = (provider, message_id), self._now()
+        known = self._status.get(key)
+        if known is not None and known[1] > now:
+            return False  # final already: first receipt wins
+        self._status[key] = (status, now + ttl_s)
+        self._status.move_to_end(key)
+        while len(self._status) > self._max:
+            self._status.popitem(last=False)
+        return True
+
+    async def get_status(self, provider: str, message_id: str) -> str | None:
+        known = self._status.get((provider, message_id))
+        return known[0] if known is not None and known[1] > self._now() else None
 
     async def publish_open(self, provider: str, until_epoch_s: float) -> None:
         self._open[provider] = max(until_epoch_s, self._open.get(provider, 0.0))

@@ -139,6 +139,19 @@ class RedisStateStore:
             keys = [self._mark(scope, m) for m in mobiles]
             await self._call("unthrottle", lambda: self._redis.delete(*keys))
 
+    async def put_status(self, provider: str, message_id: str, status: str, ttl_s: float) -> bool:
+        key = self._key("status", f"{provider}:{message_id}")
+        px = max(1, int(ttl_s * 1000))
+        created: Any = await self._call(
+            "put_status", lambda: self._redis.set(key, status.encode(), nx=True, px=px)
+        )
+        return bool(created)
+
+    async def get_status(self, provider: str, message_id: str) -> str | None:
+        key = self._key("status", f"{provider}:{message_id}")
+        value: Any = await self._call("get_status", lambda: self._redis.get(key))
+        return None if value is None else bytes(value).decode()
+
     async def publish_open(self, provider: str, until_epoch_s: float) -> None:
         px = int((until_epoch_s - time.time()) * 1000)
         if px > 0:
