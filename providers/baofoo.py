@@ -120,8 +120,7 @@ class BaofooProvider:
         return f"BaofooProvider(name={self.name!r}, url={self._url!r})"
 
     def can_reach(self, mobile: Mobile) -> bool:
-        regions = self.settings.regions
-        return regions == "all" or (regions == "mainland") == mobile.is_mainland
+        return self.settings.reaches(mobile)
 
     def batch_key(self, mobile: Mobile) -> str:
         """One ``areaCode`` per request: recipients are batched by country code."""

@@ -155,8 +155,7 @@ class RonglianProvider:
 
     def can_reach(self, mobile: Mobile) -> bool:
         """Region support from ``settings.regions``."""
-        regions = self.settings.regions
-        return regions == "all" or (regions == "mainland") == mobile.is_mainland
+        return self.settings.reaches(mobile)
 
     def render(self, request: RenderRequest) -> Rendered | None:
         """``templateId`` + ordered ``datas``; None for free content, for a scene without a

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from providers.base import Mobile
+
 
 class ProviderSettings(BaseModel):
     """Common per-provider configuration. Secrets are ``SecretStr`` and never print."""
@@ -28,6 +30,10 @@ class ProviderSettings(BaseModel):
     spend_period_s: float = Field(default=86_400.0, gt=0)
     regions: Literal["mainland", "international", "all"] = "mainland"
     signature: str = Field(default="", description="e.g. 【Brand】, prepended to content")
+
+    def reaches(self, mobile: Mobile) -> bool:
+        """Whether ``regions`` covers this mobile (mainland China or elsewhere)."""
+        return self.regions == "all" or (self.regions == "mainland") == mobile.is_mainland
 
 
 def secret(value: SecretStr) -> str:

@@ -138,8 +138,7 @@ class V1PlatformProvider:
 
     def can_reach(self, mobile: Mobile) -> bool:
         """Region support from ``settings.regions``."""
-        regions = self.settings.regions
-        return regions == "all" or (regions == "mainland") == mobile.is_mainland
+        return self.settings.reaches(mobile)
 
     def render(self, request: RenderRequest) -> Rendered | None:
         """Free content (signature first); None for an unapproved or content-less template."""
