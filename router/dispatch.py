@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -104,6 +104,11 @@ class Dispatcher:
         self.receipts = receipts
         self._sent: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
         self._health_cache: dict[tuple[object, ...], tuple[float, list[ProviderHealth]]] = {}
+        # Where pulled receipts go; the Router points this at its own recorder, which also
+        # shares the status through the state store.
+        self.record: Callable[[list[DeliveryReport]], Awaitable[list[DeliveryReport]]] = (
+            self._ingest_async
+        )
         self.runtimes = runtimes
         self.policy = policy
         self.events = events
@@ -194,6 +199,9 @@ class Dispatcher:
             )
         return fresh
 
+    async def _ingest_async(self, reports: list[DeliveryReport]) -> list[DeliveryReport]:
+        return self.ingest(reports)
+
     # -- the loop -----------------------------------------------------------------------------
 
     async def route(self, job: RouteJob, trackers: Sequence[Tracker]) -> None:
@@ -220,7 +228,7 @@ class Dispatcher:
         while True:
             for provider in {p for p, _ in keys - found}:
                 try:
-                    self.ingest(await self.runtimes[provider].pull_reports())
+                    await self.record(await self.runtimes[provider].pull_reports())
                 except (httpx.HTTPError, RouterError) as exc:
                     log.warning("receipt pull from %s failed: %s", provider, type(exc).__name__)
             found = {k for k in keys if self.receipts.get(*k)}

@@ -106,6 +106,7 @@ class Router:
             self.clock,
             self.receipts,
         )
+        self.dispatcher.record = self.record_receipts
 
     def _runtime(self, name: str, provider: Provider) -> ProviderRuntime:
         s = provider.settings
