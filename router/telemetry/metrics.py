@@ -204,24 +204,7 @@ class MetricsSink:
     def handle(self, event: Event) -> None:
         m = self.metrics
         if isinstance(event, AttemptFinished):
-            error = event.error_class.value if event.error_class else "none"
-            key = (event.provider, event.verdict.value, error)
-            child = self._attempts.get(key) or m.attempts.labels(*key)
-            child.inc()
-            m.attempt_latency.labels(event.provider).observe(
-                event.duration_s, self._exemplar(event.send_id)
-            )
-            m.batch_size.labels(event.provider).observe(event.batch_size)
-            for verdict, n in (
-                (Verdict.ACCEPTED, event.accepted),
-                (Verdict.REJECTED, event.rejected),
-                (Verdict.UNKNOWN, event.unknown),
-            ):
-                if n:
-                    m.attempt_recipients.labels(event.provider, verdict.value).inc(n)
-            if event.accepted:
-                m.parts.labels(event.provider).inc(event.parts * event.accepted)
-                m.cost.labels(event.provider).inc(event.cost)
+            self._attempt_finished(event)
         elif isinstance(event, SendStarted):
             m.inflight.inc()
         elif isinstance(event, SendFinished):
