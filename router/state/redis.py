@@ -72,6 +72,9 @@ class RedisStateStore:
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False,
+            # RESP2: redis-py 8's default maintenance notifications keep connections the
+            # server closed after a restart, so a live router would refuse sends until they age.
+            protocol=2,
         )
         parts = urlsplit(url)
         return cls(client, prefix=prefix, where=f"{parts.hostname}:{parts.port or 6379}")
