@@ -54,6 +54,7 @@ class ErrorClass(enum.StrEnum):
     REFUSED = "refused"  # a documented business refusal from the provider
     AUTH = "auth"
     PROTOCOL = "protocol"  # connection dropped or protocol error after the request was written
+    INVALID_REQUEST = "invalid_request"  # we could not build or encode the request: never sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +240,35 @@ def placeholders(template_text: str) -> list[str]:
 def render_content(template_text: str, params: Mapping[str, str]) -> str:
     """Fill ``{placeholders}``; a missing one raises ``KeyError`` naming it."""
     return template_text.format_map(_SafeDict(params))
+
+
+def template_problem(template_text: str) -> str | None:
+    """Why ``template_text`` cannot be rendered with string params, or None when it can.
+
+    Config validation calls this so that a broken template fails at load time (check-config,
+    start-up) instead of as an exception in the middle of a send.
+    """
+    try:
+        fields = list(string.Formatter().parse(template_text))
+    except ValueError as exc:
+        return f"broken placeholder syntax ({exc}); write {{name}}, and {{{{ }}}} for a brace"
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if not name or name.isdigit() or "." in name or "[" in name:
+            return (
+                f"placeholder {{{name}}} is not a plain name: use named placeholders like "
+                "{code}, without positions, attributes or indexes"
+            )
+        if spec and ("{" in spec or "}" in spec):
+            return f"placeholder {{{name}}} has a nested placeholder in its format spec"
+        if conversion not in (None, "s", "r", "a"):
+            return f"placeholder {{{name}}} has an unknown conversion !{conversion}"
+        try:
+            format("x", spec or "")  # params are always strings
+        except ValueError as exc:
+            return f"placeholder {{{name}}} has a format spec that fails for text ({exc})"
+    return None
 
 
 @runtime_checkable

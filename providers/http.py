@@ -8,11 +8,14 @@ connection, 5xx, unreadable body) is ``UNKNOWN``.
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 import httpx
 
 from providers.base import AttemptResult, Batch, ErrorClass, Fault, FaultKind, Provider, Verdict
+
+log = logging.getLogger("providers.http")
 
 
 class HttpClient(Protocol):
@@ -77,6 +80,35 @@ def status_fault(response: httpx.Response) -> tuple[Verdict, Fault] | None:
     return None
 
 
+def unbuildable(provider: str, batch: Batch, exc: Exception) -> AttemptResult:
+    """``build_request`` failed: provably not sent, and the message's fault, never the
+    provider's (no failover to a provider that would fail the same way, no breaker count)."""
+    if isinstance(exc, UnicodeError) or not _encodable(batch):
+        # Lone surrogates (from a bad decode upstream) cannot be UTF-8 encoded; JSON encoders
+        # say so with a TypeError, hence the check of the text itself.
+        detail = (
+            "the message text cannot be encoded (lone surrogates or other invalid Unicode "
+            "in the content or params); fix the text before sending"
+        )
+    else:
+        # Only the type: the text of an arbitrary error may carry a credential.
+        detail = f"the request could not be built ({type(exc).__name__})"
+    log.warning("%s: batch %s not sent: %s", provider, batch.request_id, detail)
+    fault = Fault(FaultKind.MESSAGE, ErrorClass.INVALID_REQUEST, detail=detail)
+    return AttemptResult.uniform(provider, batch, Verdict.REJECTED, fault=fault)
+
+
+def _encodable(batch: Batch) -> bool:
+    rendered = batch.rendered
+    texts = (rendered.content or "", *rendered.template_params, *rendered.options.values())
+    try:
+        for text in texts:
+            text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def malformed(provider: str, batch: Batch, response: httpx.Response, why: str) -> AttemptResult:
     """The provider answered 2xx but we cannot read the answer: it may have sent."""
     fault = Fault(FaultKind.PROVIDER, ErrorClass.MALFORMED, detail=why)
@@ -95,9 +127,13 @@ async def send_batch(
     """Send ``batch`` through ``client`` and classify the outcome. Never raises httpx errors.
 
     ``timeout_s`` caps this attempt (the engine derives it from the send's deadline); the
-    connect part keeps the client's own, shorter, connect timeout.
+    connect part keeps the client's own, shorter, connect timeout. A request that cannot be
+    built (text that cannot be encoded, an adapter bug) is rejected for this batch alone.
     """
-    request = provider.build_request(batch)
+    try:
+        request = provider.build_request(batch)
+    except Exception as exc:  # any build or encode failure: nothing was written anywhere
+        return unbuildable(provider.name, batch, exc)
     if timeout_s is not None:
         connect = client.timeout.connect
         request.extensions["timeout"] = httpx.Timeout(

@@ -29,10 +29,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from providers.base import Template
+from providers.base import Rendered, Template, placeholders, template_problem
 from providers.settings import ProviderSettings
 from router.breaker import BreakerSettings
-from router.errors import ConfigError
+from router.errors import ConfigError, MessageTooLargeError
 
 TransportKind = Literal["aiohttp", "httpx-aiohttp", "httpx"]
 
@@ -57,6 +57,47 @@ class TemplateSettings(BaseModel):
     def to_template(self, key: str) -> Template:
         return Template(key=key, content=self.content, provider_options=self.providers)
 
+    def content_texts(self) -> list[str]:
+        """Every content template a provider may render: the scene's and per-provider ones."""
+        texts = [self.content] if self.content is not None else []
+        for options in self.providers.values():
+            if isinstance(options.get("content"), str):
+                texts.append(options["content"])
+        return texts
+
+
+class LimitSettings(BaseModel):
+    """Sizes a message may have: a runaway param must not become a 40-part SMS to thousands."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_param_chars: int = Field(default=256, ge=1, description="characters per param value")
+    max_rendered_chars: int = Field(
+        default=1000, ge=1, description="characters of the rendered message (or template data)"
+    )
+
+    def check_params(self, scene: str, params: Mapping[str, str]) -> None:
+        """Raise :class:`MessageTooLargeError` for a param value over ``max_param_chars``."""
+        for name, value in params.items():
+            if len(value) > self.max_param_chars:
+                # The value itself is never echoed: it may be a code or personal data.
+                raise MessageTooLargeError(
+                    f"param {name!r} of scene {scene!r} has {len(value)} characters, over "
+                    f"limits.max_param_chars = {self.max_param_chars}; shorten it or raise "
+                    "the limit"
+                )
+
+    def check_rendered(self, scene: str, renders: Mapping[str, Rendered]) -> None:
+        """Raise :class:`MessageTooLargeError` for a rendering over ``max_rendered_chars``."""
+        for provider, rendered in renders.items():
+            size = len(rendered.content or "") or sum(map(len, rendered.template_params))
+            if size > self.max_rendered_chars:
+                raise MessageTooLargeError(
+                    f"scene {scene!r} renders to {size} characters for {provider}, over "
+                    f"limits.max_rendered_chars = {self.max_rendered_chars}; shorten the "
+                    "content or params, or raise the limit"
+                )
+
 
 class StateSettings(BaseModel):
     """Where idempotency records, per-mobile limits and shared cool-downs live."""
@@ -72,6 +113,20 @@ class StateSettings(BaseModel):
     )
     redis_timeout_s: float = Field(default=0.5, gt=0)
     breaker_sync_s: float = Field(default=1.0, ge=0, description="share cool-downs; 0: off")
+    clock_skew_s: float = Field(
+        default=1.0, ge=0, description="how far a router host's clock may be from Redis' clock"
+    )
+    commit_retry_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="retry a failed idempotency record this long (within the send deadline) "
+        "before returning the result with recorded=false and queueing the record",
+    )
+    outbox_max: int = Field(
+        default=10_000, ge=1, description="state writes queued while the store is unreachable"
+    )
+    outbox_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    outbox_flush_s: float = Field(default=0.5, gt=0, description="replay period of the outbox")
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> StateSettings:
@@ -149,6 +204,7 @@ class RouterSettings(BaseSettings):
     send_deadline_s: float = Field(default=30.0, gt=0)
     transport: TransportKind = "aiohttp"
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
 
@@ -164,6 +220,7 @@ class RouterSettings(BaseSettings):
                         f"templates.{key}.providers.{provider}",
                         f"no provider named {provider!r}; configured: {sorted(parsed)}",
                     )
+            check_template(key, template)
         self._parsed = parsed
         # Keep only the typed form: its secrets are SecretStr, so no repr or dump shows them.
         redacted = {name: p.model_dump(exclude_unset=False) for name, p in parsed.items()}
@@ -188,6 +245,42 @@ class RouterSettings(BaseSettings):
         if settings_cls.model_config.get("toml_file"):
             sources.append(TomlConfigSettingsSource(settings_cls))
         return tuple(sources)
+
+
+def check_template(key: str, template: TemplateSettings) -> None:
+    """Refuse at load time what would otherwise fail in the middle of a send: a broken
+    format string, or ordered template params (Ronglian ``params``) nothing can fill."""
+    texts = {f"templates.{key}.content": template.content}
+    for provider, options in template.providers.items():
+        if "content" in options:
+            texts[f"templates.{key}.providers.{provider}.content"] = options["content"]
+    for dotted, text in texts.items():
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise ConfigError(dotted, "must be a string with {placeholders}")
+        if not text.strip():
+            raise ConfigError(dotted, "is blank; write the SMS text or remove the key")
+        if (problem := template_problem(text)) is not None:
+            raise ConfigError(dotted, problem)
+    for provider, options in template.providers.items():
+        names = options.get("params")
+        if names is None:
+            continue
+        dotted = f"templates.{key}.providers.{provider}.params"
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(dotted, "must be a list of parameter names, in template order")
+        if template.content is None:
+            continue  # template-only scene: its params come from each message
+        known = set(placeholders(template.content)) | set(template.defaults)
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigError(
+                dotted,
+                f"names {unknown} that neither templates.{key}.content's placeholders "
+                f"{sorted(placeholders(template.content))} nor templates.{key}.defaults "
+                "provide; add them to one of those or fix the names",
+            )
 
 
 def parse_provider(name: str, raw: Mapping[str, Any]) -> ProviderSettings:

@@ -24,6 +24,7 @@ from providers.base import (
     Batch,
     DeliveryReport,
     DeliveryStatus,
+    ErrorClass,
     Provider,
     Rendered,
     ReportPuller,
@@ -64,6 +65,7 @@ class ProviderRuntime:
     enabled: bool = True
     client: HttpClient | None = None
     pulls_reports: bool = False
+    trial_done: anyio.Event | None = None  # set when the current half-open trial ends
 
     def __post_init__(self) -> None:
         # isinstance against a runtime Protocol costs ~10 us: decide once.
@@ -273,6 +275,9 @@ class Dispatcher:
         for name in remaining:
             if self.runtimes[name].breaker.state is not BreakerState.OPEN:
                 return name
+        if not ranking.order and not tried:
+            tracker.unroutable(_unroutable_reason(ranking))
+            return None
         if not remaining:
             tracker.exhausted()
             return None
@@ -288,16 +293,24 @@ class Dispatcher:
 
     async def _attempt(self, job: RouteJob, name: str, chunk: list[Tracker]) -> None:
         rt = self.runtimes[name]
-        async with rt.limiter:
-            panic = any(t.panic for t in chunk)
-            permit = rt.breaker.force_permit() if panic else rt.breaker.allow()
-            if permit is None:  # open, or a half-open trial is already in flight
+        panic = any(t.panic for t in chunk)
+        while True:
+            async with rt.limiter:
+                permit = rt.breaker.force_permit() if panic else rt.breaker.allow()
+                if permit is not None:
+                    if panic:
+                        self.events.emit(PanicSend(job.send_id, name, job.scene, len(chunk)))
+                    request_id, result = await self._send(job, rt, permit, chunk)
+                    break
+            # Refused: open, or a half-open trial is in flight. Batches behind a trial wait for
+            # it (within the send deadline, which cancels this wait) rather than being given up:
+            # a trial that succeeds closes the breaker for them too.
+            trial = rt.trial_done
+            if trial is None or trial.is_set() or rt.breaker.state is not BreakerState.HALF_OPEN:
                 for tracker in chunk:
                     tracker.skipped.add(name)
                 return
-            if panic:
-                self.events.emit(PanicSend(job.send_id, name, job.scene, len(chunk)))
-            request_id, result = await self._send(job, rt, permit, chunk)
+            await trial.wait()
         resend_unknown = self.settings.unknown_outcomes == "at_least_once"
         reconcile = rt.pulls_reports and self.settings.resilience.reconcile_window_s > 0
         by_mobile = {r.mobile.e164: r for r in result.recipients}
@@ -316,7 +329,9 @@ class Dispatcher:
         name = rt.provider.name
         batch = Batch(uuid.uuid4().hex, tuple(t.mobile for t in chunk), job.renders[name])
         assert rt.client is not None, "the Router is entered (async with) before sending"
-        released = True
+        if permit.trial:
+            rt.trial_done = anyio.Event()
+        started: float | None = None
         try:
             if rt.rate is not None:
                 await rt.rate.acquire()
@@ -326,19 +341,30 @@ class Dispatcher:
             self.events.emit(AttemptStarted(job.send_id, batch.request_id, name, len(chunk)))
             timeout = max(0.001, min(rt.provider.settings.timeout_s, job.deadline - started))
             result = await send_batch(rt.provider, rt.client, batch, timeout_s=timeout)
-            released = False
+        except BaseException:
+            # Cancelled (deadline) or broken: nothing to count against the provider, but an
+            # attempt that started ends in telemetry as what it is, an unknown outcome.
+            rt.breaker.release(permit)
+            if started is not None:
+                self._emit_cut(job, name, batch, self.clock.monotonic() - started)
+            raise
         finally:
-            if released:  # cancelled (deadline): nothing to count against the provider
-                rt.breaker.release(permit)
-        failed = (
-            result.verdict is not Verdict.ACCEPTED
-            and result.fault is not None
-            and result.fault.counts_against_breaker
-        )
-        rt.breaker.record(permit, failed=failed)
+            if permit.trial and rt.trial_done is not None:
+                rt.trial_done.set()
         duration = self.clock.monotonic() - started
+        if result.fault is not None and result.fault.error_class is ErrorClass.INVALID_REQUEST:
+            # The request could not be built: it never left, so it says nothing about the
+            # provider either way (neither a failure nor a success in its windows).
+            rt.breaker.release(permit)
+        else:
+            failed = (
+                result.verdict is not Verdict.ACCEPTED
+                and result.fault is not None
+                and result.fault.counts_against_breaker
+            )
+            rt.breaker.record(permit, failed=failed)
+            rt.stats.attempt(result.verdict is Verdict.ACCEPTED, duration)
         accepted = sum(r.verdict is Verdict.ACCEPTED for r in result.recipients)
-        rt.stats.attempt(result.verdict is Verdict.ACCEPTED, duration)
         parts = job.parts[0] if chunk[0].mobile.is_mainland else job.parts[1]
         cost = rt.provider.settings.price_per_part * parts * accepted
         rt.stats.spent(cost)
@@ -355,6 +381,25 @@ class Dispatcher:
                 self._sent[(result.provider, r.provider_message_id)] = (now, job.send_id)
         while len(self._sent) > SENT_MEMORY:
             self._sent.popitem(last=False)
+
+    def _emit_cut(self, job: RouteJob, provider: str, batch: Batch, duration_s: float) -> None:
+        """An attempt cut short after it started: it may have reached the provider."""
+        n = len(batch.mobiles)
+        self.events.emit(
+            AttemptFinished(
+                send_id=job.send_id,
+                attempt_id=batch.request_id,
+                provider=provider,
+                scene=job.scene,
+                batch_size=n,
+                verdict=Verdict.UNKNOWN,
+                error_class=ErrorClass.TIMEOUT,
+                duration_s=duration_s,
+                accepted=0,
+                rejected=0,
+                unknown=n,
+            )
+        )
 
     def _emit_attempt(
         self,
@@ -395,6 +440,14 @@ def route_groups(
     for t in trackers:
         groups[tuple(rt.provider.can_reach(t.mobile) for rt in runtimes.values())].append(t)
     return list(groups.values())
+
+
+def _unroutable_reason(ranking: Ranking) -> str:
+    """Why no provider can carry a recipient, from the policy's exclusions."""
+    if not ranking.excluded:
+        return "no enabled provider can carry it"
+    reasons = "; ".join(f"{e.name}: {e.reason}" for e in ranking.excluded)
+    return f"no provider can carry it ({reasons})"
 
 
 def _batches(provider: Provider, trackers: list[Tracker]) -> list[list[Tracker]]:

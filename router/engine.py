@@ -20,21 +20,39 @@ import anyio
 
 from policies.base import BreakerState, Policy, Ranking
 from policies.parts import count_parts
-from providers.base import DeliveryReport, Provider, Rendered, RenderRequest
+from providers.base import DeliveryReport, Provider, Rendered, RenderRequest, render_content
 from providers.http import HttpClient
 from router.breaker import CircuitBreaker
 from router.clock import Clock, SystemClock
 from router.config import RouterSettings
 from router.dispatch import Dispatcher, ProviderRuntime, RouteJob, route_groups
-from router.errors import MissingParamError, NoRouteError, StateStoreError, UnknownTemplateError
-from router.events import BreakerChanged, DedupeChecked, EventBus, SendFinished, SendStarted
-from router.idempotency import send_idempotent
+from router.errors import (
+    EmptyContentError,
+    IdempotencyConflictError,
+    IdempotencyPendingError,
+    MessageError,
+    MissingParamError,
+    NoRouteError,
+    RouterError,
+    StateStoreError,
+    UnknownTemplateError,
+)
+from router.events import (
+    BreakerChanged,
+    DedupeChecked,
+    EventBus,
+    SendFinished,
+    SendRefused,
+    SendStarted,
+)
+from router.idempotency import KeyPolicy, Progress, send_idempotent
 from router.limits import RateLimiter
 from router.model import Message, RecipientStatus, SendResult
-from router.pollers import poll_balances, poll_receipts, sync_breakers
+from router.pollers import poll_balances, poll_receipts, replay_outbox, sync_breakers
 from router.receipts import ReceiptBook
 from router.recipients import Recipients, Tracker, prepare_recipients
 from router.state.base import StateStore
+from router.state.outbox import Outbox, PendingWrite
 from router.stats import ProviderStats
 from router.transport import make_client
 from router.wiring import build_policy, build_store
@@ -95,6 +113,16 @@ class Router:
         for name, client in (clients or {}).items():
             self.runtimes[name].client = client
         self.store: StateStore = store or build_store(settings, self.clock)
+        state = settings.state
+        self.outbox = Outbox(
+            self.store, max_entries=state.outbox_max, max_bytes=state.outbox_max_bytes
+        )
+        self._key_policy = KeyPolicy(
+            lease_s=state.lease_s or settings.send_deadline_s + 5,
+            ttl_s=state.idempotency_ttl_s,
+            wait_s=settings.send_deadline_s + 5,
+            commit_retry_s=min(state.commit_retry_s, settings.send_deadline_s),
+        )
         self.receipts = ReceiptBook()
         self._background: anyio.abc.TaskGroup | None = None
         self._recent: OrderedDict[str, SendResult] = OrderedDict()
@@ -144,6 +172,7 @@ class Router:
             self._background.start_soon(
                 sync_breakers, self.store, self.runtimes, self.settings.state.breaker_sync_s
             )
+        self._background.start_soon(replay_outbox, self.outbox, self.settings.state.outbox_flush_s)
         if self.settings.balance_poll_s:
             self._background.start_soon(
                 poll_balances,
@@ -163,6 +192,15 @@ class Router:
         if background is not None:
             background.cancel_scope.cancel()
             await background.__aexit__(None, None, None)
+        if len(self.outbox):
+            with anyio.move_on_after(self.settings.state.redis_timeout_s * 4, shield=True):
+                await self.outbox.flush_quietly()
+        if len(self.outbox):
+            log.error(
+                "closing with %d state writes not stored (idempotency records or throttle "
+                "marks); the state store was unreachable",
+                len(self.outbox),
+            )
         await self.store.aclose()
         if not self._owns_clients:
             return
@@ -178,23 +216,62 @@ class Router:
 
         With an ``idempotency_key``, a key seen before returns the recorded result
         (``idempotent_replay``) and concurrent sends with it make one provider request.
-        """
-        if message.idempotency_key is None:
-            return await self._send_once(message)
-        state = self.settings.state
-        scene = message.scene or "content"
-        return await send_idempotent(
-            self.store,
-            message,
-            self._send_once,
-            clock=self.clock,
-            lease_s=state.lease_s or self.settings.send_deadline_s + 5,
-            ttl_s=state.idempotency_ttl_s,
-            wait_s=self.settings.send_deadline_s + 5,
-            on_check=lambda result: self.events.emit(DedupeChecked(scene, result)),
-        )
 
-    async def _send_once(self, message: Message) -> SendResult:
+        Raises only documented :class:`RouterError` subclasses, and only while nothing has
+        been sent; once a request may have reached a provider the result says what happened
+        (``recorded=False`` when the state store could not record it yet).
+        """
+        scene = message.scene or "content"
+        try:
+            await self._replay_outbox(message)
+            if message.idempotency_key is None:
+                return await self._send_once(message, Progress())
+            return await send_idempotent(
+                self.store,
+                self.outbox,
+                message,
+                self._send_once,
+                clock=self.clock,
+                policy=self._key_policy,
+                on_check=lambda result: self.events.emit(DedupeChecked(scene, result)),
+            )
+        except RouterError as exc:
+            self.events.emit(SendRefused(scene, _refusal(exc), len(message.mobiles)))
+            raise
+        except Exception as exc:
+            # A bug of ours, raised before anything was sent (after that, _send_once settles
+            # every recipient instead of raising): report it as a RouterError, never a bare one.
+            log.exception("send refused by an internal error; nothing was sent")
+            self.events.emit(SendRefused(scene, "internal", len(message.mobiles)))
+            raise RouterError(
+                f"internal error before sending ({type(exc).__name__}); nothing was sent. "
+                "This is a bug in sms-router: please report it with the log line above."
+            ) from exc
+
+    async def _replay_outbox(self, message: Message) -> None:
+        """Queued state writes go first: a keyed or throttled send needs the store caught up
+        (a retry must find the record its first send could not store, and must not find a
+        throttle mark or lease left by a call that timed out and was applied late)."""
+        if not len(self.outbox):
+            return
+        if message.idempotency_key is None and not self._throttle_window(message):
+            if self.outbox.due():
+                await self.outbox.flush_quietly()
+            return
+        wait = self.outbox.settle_wait_s()
+        if wait > 0:
+            # A compensation waits for its store fence (about timeout + 2 x clock skew).
+            state = self.settings.state
+            await anyio.sleep(min(wait, state.redis_timeout_s + 2 * state.clock_skew_s))
+        try:
+            await self.outbox.flush()
+        except StateStoreError as exc:
+            raise exc.known(
+                f"{len(self.outbox)} earlier state writes are still queued; nothing was "
+                "sent. Retry once the store is back."
+            ) from None
+
+    async def _send_once(self, message: Message, progress: Progress) -> SendResult:
         started = self.clock.monotonic()
         prepared = self._prepare(message)
         send_id = uuid.uuid4().hex
@@ -208,25 +285,32 @@ class Router:
             parts=_parts(prepared.renders.values()),
         )
         trackers = prepared.recipients.trackers
-        self.events.emit(SendStarted(send_id, prepared.scene, len(trackers)))
         window = self._throttle_window(message)
         if window:
-            await self._throttle(prepared.scene, trackers, window)
-        with anyio.move_on_after(deadline_s):
-            await self.dispatcher.route(job, trackers)
-        for tracker in trackers:
-            if tracker.status is None:
-                tracker.deadline_passed()
-        if window:
-            # A recipient nobody took may try again at once: only a sent SMS counts.
-            unsent = [t.mobile.e164 for t in trackers if t.status in _UNSENT]
-            await self.store.unthrottle(unsent, prepared.scene)
-        result = SendResult(
-            send_id,
-            prepared.recipients.outcomes(),
-            panic=any(t.panic for t in trackers),
-        )
-        self._emit_finished(prepared.scene, result, self.clock.monotonic() - started)
+            await self._throttle(prepared.scene, trackers, window, send_id)
+        self.events.emit(SendStarted(send_id, prepared.scene, len(trackers)))
+        recorded = True
+        try:
+            progress.reached_provider = True
+            with anyio.move_on_after(deadline_s):
+                await self.dispatcher.route(job, trackers)
+        except Exception:
+            # Never raise once a request may have left: settle every recipient truthfully
+            # (in flight: unknown; never sent: rejected) and return.
+            log.exception("send %s stopped by an internal error; outcomes settled", send_id)
+        finally:
+            for tracker in trackers:
+                if tracker.status is None:
+                    tracker.deadline_passed()
+            if window:
+                recorded = await self._unthrottle_unsent(prepared.scene, trackers, send_id)
+            result = SendResult(
+                send_id,
+                prepared.recipients.outcomes(),
+                panic=any(t.panic for t in trackers),
+                recorded=recorded,
+            )
+            self._emit_finished(prepared.scene, result, self.clock.monotonic() - started)
         self._remember(result)
         return result
 
@@ -236,10 +320,50 @@ class Router:
         spec = self.settings.templates.get(message.scene)
         return spec.throttle_s if spec is not None else None
 
-    async def _throttle(self, scene: str, trackers: Sequence[Tracker], window: float) -> None:
+    async def _throttle(
+        self, scene: str, trackers: Sequence[Tracker], window: float, token: str
+    ) -> None:
         by_mobile = {t.mobile.e164: t for t in trackers}
-        for mobile in await self.store.throttle(list(by_mobile), scene, window):
+        mobiles = list(by_mobile)
+        try:
+            throttled = await self.store.throttle(mobiles, scene, window, token=token)
+        except StateStoreError as exc:
+            # The marks may still be written late (a frozen Redis resumes): remove ours once
+            # that can no longer happen, so no mobile stays throttled without an SMS.
+            self.outbox.add(
+                PendingWrite(
+                    "unthrottle",
+                    lambda s: s.unthrottle(mobiles, scene, token=token),
+                    exc.settles_at or 0.0,
+                    size=256 + 24 * len(mobiles),
+                )
+            )
+            raise exc.known(
+                "Nothing was sent; the per-mobile limit could not be checked."
+            ) from None
+        for mobile in throttled:
             by_mobile[mobile].throttle(window)
+
+    async def _unthrottle_unsent(self, scene: str, trackers: Sequence[Tracker], token: str) -> bool:
+        """A recipient nobody took may try again at once: only a sent SMS counts. Returns
+        False when the marks could not be removed yet (queued for replay)."""
+        unsent = [t.mobile.e164 for t in trackers if t.status in _UNSENT]
+        if not unsent:
+            return True
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.store.unthrottle(unsent, scene, token=token)
+            return True
+        except StateStoreError as exc:
+            log.warning("throttle marks of unsent recipients queued for removal: %s", exc)
+            self.outbox.add(
+                PendingWrite(
+                    "unthrottle",
+                    lambda s: s.unthrottle(unsent, scene, token=token),
+                    size=256 + 24 * len(unsent),
+                )
+            )
+            return False
 
     def _remember(self, result: SendResult) -> None:
         self._recent[result.message_id] = result
@@ -319,20 +443,38 @@ class Router:
                 "for a provider (e.g. a Ronglian template_id) or send content to a content "
                 "provider"
             )
+        self.settings.limits.check_rendered(scene, renders)
         recipients = prepare_recipients(
-            message.mobiles,
+            tuple(message.mobiles),  # already a tuple (Message reads it once): no copy
             self.settings.default_region,
             strict=self.settings.invalid_mobiles == "raise",
         )
         return _Prepared(scene, recipients, renders)
 
     def _render_request(self, message: Message) -> tuple[RenderRequest, str]:
+        # Blank text is the message's fault: refused here, before any provider (or breaker)
+        # sees it, instead of being sent as a bare signature or refused as a provider fault.
         if message.scene is None:
+            if not (message.content or "").strip():
+                raise EmptyContentError(
+                    "Message.content is empty or only whitespace; give the SMS text"
+                )
             return RenderRequest(None, {}, message.content), "content"
         spec = self.settings.templates.get(message.scene)
         if spec is None:
             raise UnknownTemplateError(message.scene, list(self.settings.templates))
         params = {**spec.defaults, **{k: str(v) for k, v in message.params.items()}}
+        self.settings.limits.check_params(message.scene, params)
+        for text in spec.content_texts():
+            try:
+                blank = not render_content(text, params).strip()
+            except KeyError:
+                continue  # the adapter raises MissingParamError naming it
+            if blank:
+                raise EmptyContentError(
+                    f"scene {message.scene!r} renders to blank text with these params; "
+                    "give non-empty values for its placeholders"
+                )
         return RenderRequest(spec.to_template(message.scene), params, None), message.scene
 
     def _emit_finished(self, scene: str, result: SendResult, duration_s: float) -> None:
@@ -350,6 +492,19 @@ class Router:
                 panic=result.panic,
             )
         )
+
+
+def _refusal(exc: RouterError) -> str:
+    """The bounded reason label of a refused send."""
+    if isinstance(exc, StateStoreError):
+        return "store"
+    if isinstance(exc, MessageError):
+        return "bad_message"
+    if isinstance(exc, IdempotencyConflictError):
+        return "conflict"
+    if isinstance(exc, IdempotencyPendingError):
+        return "pending"
+    return "internal"
 
 
 def _parts(renders: Iterable[Rendered]) -> tuple[int, int]:

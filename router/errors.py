@@ -10,10 +10,12 @@ the caller should fix. Errors are sorted by what the router must do about them::
     │   ├── InvalidMobileError      a mobile number phonenumbers cannot validate
     │   ├── UnknownTemplateError    a scene/template key not in the config
     │   ├── MissingParamError       a template parameter the message did not supply
+    │   ├── EmptyContentError       the content, or the template as rendered, is blank
+    │   ├── MessageTooLargeError    a param or the rendered text is over its configured limit
     │   └── NoRouteError            no enabled provider can render or reach the message
     ├── IdempotencyConflictError    an idempotency key reused with a different payload
     ├── IdempotencyPendingError     the first send with this key is still running
-    ├── StateStoreError             the shared state store (Redis) is unreachable; fail closed
+    ├── StateStoreError             the state store (Redis) failed; the text says what is known
     └── ProviderResponseError       internal: a provider answered in a shape we cannot read
 
 Provider faults themselves (connect errors, 5xx, refusals) are not raised: adapters classify
@@ -74,6 +76,15 @@ class MissingParamError(MessageError):
         super().__init__(f"scene {scene!r} needs parameter {param!r}; add it to Message.params")
 
 
+class EmptyContentError(MessageError):
+    """The message would be sent blank: empty or whitespace-only content or rendering."""
+
+
+class MessageTooLargeError(MessageError):
+    """A parameter value or the rendered message is longer than the configured limit
+    (``limits.max_param_chars`` / ``limits.max_rendered_chars``)."""
+
+
 class NoRouteError(MessageError):
     """No enabled provider can carry this message (rendering, region or filters)."""
 
@@ -101,8 +112,28 @@ class IdempotencyPendingError(RouterError):
 
 
 class StateStoreError(RouterError):
-    """The state store could not be reached; the router refuses to send rather than risk a
-    double send (fail closed)."""
+    """The state store could not be reached or did not answer in time.
+
+    The message says what failed and what is known: raised by :meth:`Router.send` only while
+    nothing has been sent (then it says so); once any attempt may have reached a provider the
+    router returns the real outcomes instead and queues the record (``SendResult.recorded``).
+
+    ``settles_at`` (epoch seconds), when set, is the time after which a call that timed out
+    can no longer be applied late by the store (its write was fenced).
+    """
+
+    def __init__(
+        self, message: str, *, operation: str = "", settles_at: float | None = None
+    ) -> None:
+        self.operation = operation
+        self.settles_at = settles_at
+        super().__init__(message)
+
+    def known(self, statement: str) -> StateStoreError:
+        """The same failure, with what the caller of the store knows added to the text."""
+        return StateStoreError(
+            f"{self} {statement}", operation=self.operation, settles_at=self.settles_at
+        )
 
 
 class ProviderResponseError(RouterError):

@@ -79,6 +79,18 @@ class SendFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class SendRefused:
+    """A send refused before anything reached a provider (no SendStarted/SendFinished pair).
+
+    ``reason``: ``store`` (state store unreachable), ``internal`` (a bug of ours), both the
+    router's fault; ``bad_message``, ``conflict``, ``pending`` (the caller's)."""
+
+    scene: str
+    reason: str
+    recipients: int
+
+
+@dataclass(frozen=True, slots=True)
 class BreakerChanged:
     provider: str
     old_state: str
@@ -115,6 +127,7 @@ Event = (
     | FailoverTaken
     | PanicSend
     | SendFinished
+    | SendRefused
     | BreakerChanged
     | DedupeChecked
     | ReceiptReceived

@@ -3,37 +3,64 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from providers.base import Fault
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Message:
     """One logical SMS for one or many mobiles.
 
     Give either ``scene`` (a template key from config, filled with ``params``) or free
     ``content``. Providers that cannot render the message (Ronglian has templates only) are not
-    candidates for it.
+    candidates for it. ``mobiles`` may be any iterable of strings (a generator too): it is read
+    exactly once, here, and kept as a tuple.
     """
 
-    mobiles: Sequence[str]
-    scene: str | None = None
-    params: Mapping[str, str | int] = field(default_factory=dict)
-    content: str | None = None
-    idempotency_key: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
+    mobiles: tuple[str, ...]
+    scene: str | None
+    params: Mapping[str, str | int]
+    content: str | None
+    idempotency_key: str | None
+    tags: Mapping[str, str]
 
-    def __post_init__(self) -> None:
-        if (self.scene is None) == (self.content is None):
-            from router.errors import MessageError
+    # A hand-written __init__ so that the argument can be any iterable while the attribute
+    # is typed (and is) a tuple; dataclasses cannot convert a field on the way in.
+    def __init__(
+        self,
+        mobiles: Iterable[str],
+        scene: str | None = None,
+        params: Mapping[str, str | int] | None = None,
+        content: str | None = None,
+        idempotency_key: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        from router.errors import MessageError
 
+        if (scene is None) == (content is None):
             raise MessageError("a Message needs exactly one of scene= or content=")
-        if isinstance(self.mobiles, str):
-            from router.errors import MessageError
-
+        if isinstance(mobiles, str | bytes):
             raise MessageError("Message.mobiles must be a list of numbers, not one string")
+        # Read exactly once: a generator consumed by the idempotency fingerprint would
+        # otherwise reach the send empty and its recipients would silently be lost.
+        numbers = tuple(mobiles)
+        for i, mobile in enumerate(numbers):
+            if not isinstance(mobile, str):
+                raise MessageError(
+                    f"Message.mobiles[{i}] is a {type(mobile).__name__}; give every number "
+                    "as a string"
+                )
+        for name, value in (
+            ("mobiles", numbers),
+            ("scene", scene),
+            ("params", {} if params is None else params),
+            ("content", content),
+            ("idempotency_key", idempotency_key),
+            ("tags", {} if tags is None else tags),
+        ):
+            object.__setattr__(self, name, value)
 
 
 class RecipientStatus(enum.StrEnum):
@@ -72,6 +99,10 @@ class SendResult:
     recipients: tuple[RecipientOutcome, ...]
     idempotent_replay: bool = False
     panic: bool = False  # sent with every breaker open (panic rule)
+    # False when a state write of this send (its idempotency record, or removing throttle marks
+    # of recipients that got nothing) failed and is queued for replay: the outcomes are true,
+    # the shared record is not stored yet.
+    recorded: bool = True
 
     @property
     def ok(self) -> bool:

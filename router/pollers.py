@@ -19,6 +19,7 @@ from router.dispatch import Dispatcher, ProviderRuntime
 from router.errors import RouterError, StateStoreError
 from router.events import BalanceUpdated, EventBus
 from router.state.base import StateStore
+from router.state.outbox import Outbox
 
 log = logging.getLogger("router.pollers")
 
@@ -92,4 +93,11 @@ async def sync_breakers(
                 runtimes[name].breaker.open_for(until - now)
         except StateStoreError as exc:
             log.warning("breaker sync skipped: %s", exc)
+        await anyio.sleep(interval_s)
+
+
+async def replay_outbox(outbox: Outbox, interval_s: float) -> None:
+    """Replay queued state writes (records, compensations) once the store answers again."""
+    while True:
+        await outbox.flush_quietly()
         await anyio.sleep(interval_s)

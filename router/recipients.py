@@ -59,7 +59,7 @@ class Tracker:
                 self._finish(RecipientStatus.UNKNOWN, _why(result))
         elif result.fault is not None and result.fault.kind is FaultKind.MESSAGE:
             # The message itself is refused: another provider would refuse it too.
-            self._finish(RecipientStatus.REJECTED, _why(result))
+            self._settle(_why(result))
 
     def reconciled(self, found: bool, *, resend_unknown: bool) -> None:
         """Settle an unknown attempt: a receipt for its request id proves the provider took it."""
@@ -80,32 +80,46 @@ class Tracker:
             f"this mobile already got this scene within the last {window_s:g} s",
         )
 
+    def unroutable(self, why: str) -> None:
+        """No provider can carry this recipient at all (region, rendering, switches)."""
+        self._finish(RecipientStatus.UNROUTABLE, why)
+
     def exhausted(self, why: str = "") -> None:
         """No provider is left to try (``why`` says what stopped the failover, if anything)."""
-        if not self.attempts:
-            reason = why or "no enabled provider can carry it"
-            status = RecipientStatus.REJECTED if why else RecipientStatus.UNROUTABLE
-            self._finish(status, reason)
+        if not self.attempts and not why and not self.skipped:
+            self.unroutable("no enabled provider can carry it")
             return
-        last = self.attempts[-1]
-        # An unknown stays unknown: it may have been sent, whatever stopped the failover.
-        status = RecipientStatus.UNKNOWN if last.verdict == "unknown" else RecipientStatus.REJECTED
-        detail = last.fault.detail or last.fault.error_class.value if last.fault else "refused"
-        self._finish(status, why or f"every candidate failed; last {last.provider}: {detail}")
+        if not why and self.skipped and not self.attempts:
+            why = f"circuit breaker refused it at {', '.join(sorted(self.skipped))}"
+        if not why:
+            last = self.attempts[-1]
+            detail = last.fault.detail or last.fault.error_class.value if last.fault else "refused"
+            why = f"every candidate failed; last {last.provider}: {detail}"
+        self._settle(why)
 
     def deadline_passed(self) -> None:
-        """The send's deadline cut this recipient off."""
+        """The send's deadline (or an internal failure) cut this recipient off."""
         if self.in_flight is not None:
             # The request may have been written: never claim it was not sent.
             self.attempts.append(Attempt(self.in_flight, Verdict.UNKNOWN.value, None))
             self.provider = self.in_flight
             self.in_flight = None
             self._finish(RecipientStatus.UNKNOWN, "send deadline passed while in flight")
-        elif self.attempts and self.attempts[-1].verdict == Verdict.UNKNOWN.value:
-            self.awaiting = None
-            self._finish(RecipientStatus.UNKNOWN, "send deadline passed; outcome unknown")
-        else:
-            self._finish(RecipientStatus.REJECTED, "send deadline passed before it was sent")
+            return
+        self.awaiting = None
+        self._settle("send deadline passed before it was sent")
+
+    def _settle(self, why: str) -> None:
+        """Final status from every attempt, never only the last one: an attempt that may have
+        been sent keeps the recipient ``unknown`` whatever later attempts said (truth rule:
+        ``rejected`` only when every attempt provably sent nothing)."""
+        maybe_sent = [a for a in self.attempts if a.verdict == Verdict.UNKNOWN.value]
+        if maybe_sent:
+            where = maybe_sent[-1].provider
+            self.provider = where
+            self._finish(RecipientStatus.UNKNOWN, f"may have been sent by {where}; then: {why}")
+            return
+        self._finish(RecipientStatus.REJECTED, why)
 
     def _finish(self, status: RecipientStatus, error: str | None) -> None:
         self.status, self.error = status, error

@@ -36,6 +36,9 @@ def build_store(settings: RouterSettings, clock: Clock) -> StateStore:
 
         assert state.redis_url is not None  # validated by StateSettings
         return RedisStateStore.from_url(
-            state.redis_url, prefix=state.prefix, timeout_s=state.redis_timeout_s
+            state.redis_url,
+            prefix=state.prefix,
+            timeout_s=state.redis_timeout_s,
+            clock_skew_s=state.clock_skew_s,
         )
     return MemoryStateStore(clock)

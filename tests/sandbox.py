@@ -10,6 +10,7 @@ from typing import Any
 from providers.emulators._common import EmulatorState, RecordedRequest
 from providers.emulators.server import ThreadedServer, free_port
 from router.config import RouterSettings
+from router.engine import Router
 from router.sandbox import Sandbox, create_sandbox, sandbox_settings
 
 # Where each emulator's send request carries its mobiles.
@@ -42,6 +43,22 @@ class RunningSandbox:
     def reset(self) -> None:
         for name in self.servers:
             self.state(name).reset()
+
+
+def only(sandbox: RunningSandbox, *names: str, router_kw: Any = None, **overrides: Any) -> Router:
+    """A router with only ``names`` enabled: the first is the primary (the only weight > 0),
+    the others failovers in name order. ``providers={name: {...}}`` replaces a provider's raw
+    settings; ``router_kw`` goes to the Router (clock, events, ...)."""
+    base = sandbox.settings()
+    providers = {
+        name: {**raw, "weight": 1 if name == names[0] else 0}
+        for name, raw in base.providers.items()
+    }
+    providers.update(overrides.pop("providers", {}))
+    router = Router(sandbox.settings(providers=providers, **overrides), **(router_kw or {}))
+    for name in router.providers:
+        router.set_enabled(name, name in names)
+    return router
 
 
 @contextmanager

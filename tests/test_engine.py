@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from providers.emulators._common import FaultSettings
@@ -15,7 +13,7 @@ from router import (
     UnknownTemplateError,
 )
 from router.errors import MissingParamError, NoRouteError
-from tests.sandbox import RunningSandbox
+from tests.sandbox import RunningSandbox, only
 
 pytestmark = pytest.mark.anyio
 
@@ -25,20 +23,6 @@ OTP = {"code": "123456"}
 @pytest.fixture(autouse=True)
 def _clean(sandbox: RunningSandbox) -> None:
     sandbox.reset()
-
-
-def only(sandbox: RunningSandbox, *names: str, **overrides: Any) -> Router:
-    """A router limited to ``names``; the first is always the primary (the only weight > 0),
-    the others are failovers in name order."""
-    base = sandbox.settings()
-    providers = {
-        name: {**raw, "weight": 1 if name == names[0] else 0}
-        for name, raw in base.providers.items()
-    }
-    router = Router(sandbox.settings(**{"providers": providers, **overrides}))
-    for name in router.providers:
-        router.set_enabled(name, name in names)
-    return router
 
 
 def mainland(n: int, start: int = 0) -> list[str]:

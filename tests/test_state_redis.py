@@ -24,12 +24,15 @@ from providers.base import ErrorClass, Fault, FaultKind, Verdict
 from router.clock import FakeClock, SystemClock
 from router.config import StateSettings
 from router.errors import IdempotencyConflictError, StateStoreError
-from router.idempotency import send_idempotent
+from router.idempotency import KeyPolicy, Progress, send_idempotent
 from router.model import Attempt, Message, RecipientOutcome, RecipientStatus, SendResult
 from router.state import Acquired, Done, InProgress, MemoryStateStore, StateStore, fingerprint
 from router.state.codec import decode_result, encode_result
+from router.state.outbox import Outbox
 from router.state.redis import RedisStateStore
 from tests.redis_server import RedisServer, redis_server, redis_url
+
+KEYS = KeyPolicy(lease_s=30, ttl_s=60, wait_s=5, commit_retry_s=0.5)
 
 pytestmark = pytest.mark.anyio
 MOBILES = ["+8613800000001", "+8613800000002", "+8613800000003"]
@@ -153,8 +156,10 @@ async def test_memory_throttle_marks_last_the_window() -> None:
 async def test_one_request_per_key_under_concurrency(store: StateStore) -> None:
     """Twenty concurrent sends with one key: one send, nineteen waiters given its result."""
     calls: list[Message] = []
+    outbox = Outbox(store, max_entries=10, max_bytes=10_000)
 
-    async def send_once(message: Message) -> SendResult:
+    async def send_once(message: Message, progress: Progress) -> SendResult:
+        progress.reached_provider = True
         calls.append(message)
         await anyio.sleep(0.05)  # the provider takes a while: the others must wait, not send
         outcome = RecipientOutcome(MOBILES[0], MOBILES[0], RecipientStatus.ACCEPTED, "baofoo")
@@ -168,7 +173,7 @@ async def test_one_request_per_key_under_concurrency(store: StateStore) -> None:
     async def send() -> None:
         results.append(
             await send_idempotent(
-                store, message, send_once, clock=SystemClock(), lease_s=30, ttl_s=60, wait_s=5
+                store, outbox, message, send_once, clock=SystemClock(), policy=KEYS
             )
         )
 
@@ -183,9 +188,7 @@ async def test_one_request_per_key_under_concurrency(store: StateStore) -> None:
         mobiles=MOBILES[:1], scene="login_code", params={"code": "2"}, idempotency_key="order-42"
     )
     with pytest.raises(IdempotencyConflictError):
-        await send_idempotent(
-            store, other, send_once, clock=SystemClock(), lease_s=30, ttl_s=60, wait_s=5
-        )
+        await send_idempotent(store, outbox, other, send_once, clock=SystemClock(), policy=KEYS)
 
 
 async def test_memory_leases_and_records_expire_on_the_clock() -> None:
@@ -229,7 +232,7 @@ async def test_redis_restart_keeps_committed_records(tmp_path: Path) -> None:
             assert await store.commit("k", lease.token, b"committed", ttl_s=3600)
             await store.throttle(MOBILES[:1], "otp", window_s=3600)
             await anyio.to_thread.run_sync(server.stop)
-            with anyio.fail_after(2), pytest.raises(StateStoreError, match="Nothing was sent"):
+            with anyio.fail_after(2), pytest.raises(StateStoreError, match="failed during reserve"):
                 await store.reserve("k", "fp", lease_s=30)  # down: refused, not waited out
             await anyio.to_thread.run_sync(server.start)
             assert await store.reserve("k", "fp", lease_s=30) == Done(b"committed")
@@ -293,7 +296,7 @@ def silent_port() -> Iterator[int]:
 async def test_a_hung_redis_is_reported_within_the_timeout(silent_port: int) -> None:
     store = RedisStateStore.from_url(f"redis://127.0.0.1:{silent_port}/0", timeout_s=0.2)
     try:
-        with anyio.fail_after(3), pytest.raises(StateStoreError, match="Nothing was sent"):
+        with anyio.fail_after(3), pytest.raises(StateStoreError, match="failed during reserve"):
             await store.reserve("k", "fp", lease_s=30)
     finally:
         await store.aclose()

@@ -84,6 +84,9 @@ def result_json(result: SendResult) -> dict[str, Any]:
         "ok": result.ok,
         "idempotent_replay": result.idempotent_replay,
         "panic": result.panic,
+        # false: the outcomes are true, but the idempotency record (or removing throttle marks)
+        # is still queued because the state store was unreachable. Do not treat as an error.
+        "recorded": result.recorded,
         "counts": counts,
         "recipients": [recipient_json(r) for r in result.recipients],
     }

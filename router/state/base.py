@@ -9,6 +9,7 @@ sent. The same key with a different payload fingerprint is a :class:`Conflict`.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -42,21 +43,41 @@ Reservation = Acquired | Done | InProgress | Conflict
 
 
 class StateStore(Protocol):
-    async def reserve(self, key: str, fingerprint: str, lease_s: float) -> Reservation: ...
-
-    async def commit(self, key: str, token: str, payload: bytes, ttl_s: float) -> bool:
-        """Store the result; False if the lease was lost (expired and taken by another)."""
+    async def reserve(
+        self, key: str, fingerprint: str, lease_s: float, *, token: str = ""
+    ) -> Reservation:
+        """Take the key for ``lease_s``; ``token`` (random if empty) proves the lease later.
+        A reserve that failed may still be applied late: release it with the same token."""
         ...
 
-    async def release(self, key: str, token: str) -> None: ...
-
-    async def throttle(self, mobiles: Sequence[str], scope: str, window_s: float) -> set[str]:
-        """Mark each mobile as sent in ``scope`` for ``window_s``; return those already
-        marked (throttled). Atomic per mobile across instances."""
+    async def commit(
+        self, key: str, token: str, payload: bytes, ttl_s: float, *, fingerprint: str = ""
+    ) -> bool:
+        """Store the result; False if the lease was lost to another sender. Idempotent: a
+        commit retried (from the outbox) after it was applied, or after the lease expired with
+        nobody else taking the key (``fingerprint`` given), still stores it and returns True.
+        """
         ...
 
-    async def unthrottle(self, mobiles: Sequence[str], scope: str) -> None:
-        """Undo marks for mobiles that were finally not sent, so a retry is not blocked."""
+    async def release(self, key: str, token: str) -> None:
+        """Give the key back, only if ``token`` still holds it (a late release is harmless)."""
+        ...
+
+    async def throttle(
+        self,
+        mobiles: Sequence[str],
+        scope: str,
+        window_s: float,
+        *,
+        token: str = "1",  # noqa: S107
+    ) -> set[str]:
+        """Mark each mobile as sent in ``scope`` for ``window_s`` (the mark holds ``token``);
+        return those already marked (throttled). Atomic per mobile across instances."""
+        ...
+
+    async def unthrottle(self, mobiles: Sequence[str], scope: str, *, token: str = "") -> None:
+        """Undo marks for mobiles that were finally not sent, so a retry is not blocked: only
+        marks holding ``token`` (all marks when it is empty)."""
         ...
 
     async def put_status(self, provider: str, message_id: str, status: str, ttl_s: float) -> bool:
@@ -86,4 +107,10 @@ def fingerprint(message: Message) -> str:
         "mobiles": sorted(message.mobiles),
         "tags": dict(sorted(message.tags.items())),
     }
-    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    try:
+        encoded = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        # Text orjson refuses (a lone surrogate): still one stable hash per payload, so the
+        # send goes on and that batch is refused as a message fault, not as an internal error.
+        encoded = json.dumps(canonical, sort_keys=True, ensure_ascii=True).encode()
+    return hashlib.sha256(encoded).hexdigest()

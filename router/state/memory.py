@@ -17,6 +17,7 @@ class _Record:
     expires: float
     token: str | None = None  # set while leased
     payload: bytes | None = None  # set once committed
+    owner: str | None = None  # the token that committed it (a retried commit is a no-op)
 
 
 class MemoryStateStore:
@@ -24,7 +25,7 @@ class MemoryStateStore:
         self._clock = clock or SystemClock()
         self._max = max_entries
         self._records: OrderedDict[str, _Record] = OrderedDict()
-        self._marks: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._marks: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
         self._open: dict[str, float] = {}
         self._status: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
 
@@ -38,7 +39,9 @@ class MemoryStateStore:
             return None
         return record
 
-    async def reserve(self, key: str, fingerprint: str, lease_s: float) -> Reservation:
+    async def reserve(
+        self, key: str, fingerprint: str, lease_s: float, *, token: str = ""
+    ) -> Reservation:
         record = self._live(key)
         if record is not None:
             if record.fingerprint != fingerprint:
@@ -46,18 +49,24 @@ class MemoryStateStore:
             if record.payload is not None:
                 return Done(record.payload)
             return InProgress()
-        token = secrets.token_hex(16)
+        token = token or secrets.token_hex(16)
         self._records[key] = _Record(fingerprint, self._now() + lease_s, token=token)
         self._records.move_to_end(key)
         while len(self._records) > self._max:
             self._records.popitem(last=False)
         return Acquired(token)
 
-    async def commit(self, key: str, token: str, payload: bytes, ttl_s: float) -> bool:
+    async def commit(
+        self, key: str, token: str, payload: bytes, ttl_s: float, *, fingerprint: str = ""
+    ) -> bool:
         record = self._live(key)
-        if record is None or record.token != token:
+        if record is not None and record.owner == token:
+            return True
+        if record is None and fingerprint:
+            record = self._records[key] = _Record(fingerprint, 0.0)
+        elif record is None or record.token != token:
             return False
-        record.payload, record.token = payload, None
+        record.payload, record.token, record.owner = payload, None, token
         record.expires = self._now() + ttl_s
         return True
 
@@ -66,22 +75,31 @@ class MemoryStateStore:
         if record is not None and record.token == token:
             del self._records[key]
 
-    async def throttle(self, mobiles: Sequence[str], scope: str, window_s: float) -> set[str]:
+    async def throttle(
+        self,
+        mobiles: Sequence[str],
+        scope: str,
+        window_s: float,
+        *,
+        token: str = "1",  # noqa: S107
+    ) -> set[str]:
         now, throttled = self._now(), set()
         for mobile in mobiles:
-            until = self._marks.get((scope, mobile))
-            if until is not None and until > now:
+            mark = self._marks.get((scope, mobile))
+            if mark is not None and mark[0] > now:
                 throttled.add(mobile)
                 continue
-            self._marks[(scope, mobile)] = now + window_s
+            self._marks[(scope, mobile)] = (now + window_s, token)
             self._marks.move_to_end((scope, mobile))
         while len(self._marks) > self._max:
             self._marks.popitem(last=False)
         return throttled
 
-    async def unthrottle(self, mobiles: Sequence[str], scope: str) -> None:
+    async def unthrottle(self, mobiles: Sequence[str], scope: str, *, token: str = "") -> None:
         for mobile in mobiles:
-            self._marks.pop((scope, mobile), None)
+            mark = self._marks.get((scope, mobile))
+            if mark is not None and (not token or mark[1] == token):
+                del self._marks[(scope, mobile)]
 
     async def put_status(self, provider: str, message_id: str, status: str, ttl_s: float) -> bool:
         key, now = (provider, message_id), self._now()

@@ -26,7 +26,19 @@ from router.state.base import Acquired, Conflict, Done, InProgress, Reservation
 
 T = TypeVar("T")
 
-_RESERVE = """
+# A write that timed out on our side may still be applied when a frozen Redis resumes. Writes
+# that would leave false state if applied late (a lease nobody holds, a throttle mark for a
+# mobile that got no SMS) are fenced: the script refuses to apply after ARGV's valid-until time
+# (Redis' own clock, TIME), so after that time a compensation (release, unthrottle by token)
+# settles the key for good.
+_NOW_MS = """
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+_RESERVE = (
+    _NOW_MS
+    + """
+if now_ms > tonumber(ARGV[4]) then return {'late'} end
 local fp = redis.call('HGET', KEYS[1], 'fp')
 if not fp then
   redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'token', ARGV[2])
@@ -38,9 +50,17 @@ local payload = redis.call('HGET', KEYS[1], 'payload')
 if payload then return {'done', payload} end
 return {'progress'}
 """
+)
+# Idempotent, so the outbox may retry it: a commit already applied (owner) answers 1 again, and
+# a lease that expired with nobody else taking the key is re-created from the fingerprint.
 _COMMIT = """
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'payload', ARGV[2])
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then return 1 end
+local token = redis.call('HGET', KEYS[1], 'token')
+if token ~= ARGV[1] then
+  if ARGV[4] == '' or redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+  redis.call('HSET', KEYS[1], 'fp', ARGV[4])
+end
+redis.call('HSET', KEYS[1], 'payload', ARGV[2], 'owner', ARGV[1])
 redis.call('HDEL', KEYS[1], 'token')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
@@ -49,20 +69,57 @@ _RELEASE = """
 if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+_THROTTLE = (
+    _NOW_MS
+    + """
+if now_ms > tonumber(ARGV[3]) then return 'late' end
+local taken = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then taken[i] = 1 else taken[i] = 0 end
+end
+return taken
+"""
+)
+_UNTHROTTLE = """
+local n = 0
+for _, key in ipairs(KEYS) do
+  if ARGV[1] == '' or redis.call('GET', key) == ARGV[1] then n = n + redis.call('DEL', key) end
+end
+return n
+"""
 
 
 class RedisStateStore:
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "smsrouter:", where: str) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str = "smsrouter:",
+        where: str,
+        timeout_s: float = 0.5,
+        clock_skew_s: float = 1.0,
+    ) -> None:
+        """``clock_skew_s`` bounds how far this host's clock may be from Redis' own: fenced
+        writes stay valid ``timeout_s + clock_skew_s`` after they are sent."""
         self._redis = client
         self._prefix = prefix
         self._where = where  # host:port, for error messages (never the password)
+        self._fence_s = timeout_s + clock_skew_s
+        self._skew_s = clock_skew_s
         self._reserve = client.register_script(_RESERVE)
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
+        self._throttle = client.register_script(_THROTTLE)
+        self._unthrottle = client.register_script(_UNTHROTTLE)
 
     @classmethod
     def from_url(
-        cls, url: str, *, prefix: str = "smsrouter:", timeout_s: float = 0.5
+        cls,
+        url: str,
+        *,
+        prefix: str = "smsrouter:",
+        timeout_s: float = 0.5,
+        clock_skew_s: float = 1.0,
     ) -> RedisStateStore:
         """Bounded timeouts and no retries: an unreachable Redis is reported within
         ``timeout_s``, never waited out while a send holds its deadline."""
@@ -77,25 +134,51 @@ class RedisStateStore:
             protocol=2,
         )
         parts = urlsplit(url)
-        return cls(client, prefix=prefix, where=f"{parts.hostname}:{parts.port or 6379}")
+        where = f"{parts.hostname}:{parts.port or 6379}"
+        return cls(
+            client, prefix=prefix, where=where, timeout_s=timeout_s, clock_skew_s=clock_skew_s
+        )
 
-    async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+    def _valid_until(self) -> tuple[int, float]:
+        """A fenced write's valid-until (ms, for the script) and when it is surely settled.
+        Wall time on purpose: it is compared with Redis' clock, not with the router's."""
+        until = time.time() + self._fence_s
+        return int(until * 1000), until + self._skew_s
+
+    async def _call(
+        self, what: str, op: Callable[[], Awaitable[T]], *, settles_at: float | None = None
+    ) -> T:
         try:
             return await op()
         except (RedisError, OSError) as exc:
+            # Only what failed: whether anything was sent is for the caller to say.
             raise StateStoreError(
                 f"Redis at {self._where} failed during {what} ({type(exc).__name__}); "
-                "check that it is running and reachable. Nothing was sent (fail closed)."
+                "check that it is running and reachable.",
+                operation=what,
+                settles_at=settles_at,
             ) from None
+
+    def _late(self, what: str) -> StateStoreError:
+        return StateStoreError(
+            f"Redis at {self._where} refused a late {what}: it arrived after its valid-until "
+            "time; check that this host's clock agrees with Redis' (state.clock_skew_s).",
+            operation=what,
+        )
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self._prefix}{kind}:{name}"
 
-    async def reserve(self, key: str, fingerprint: str, lease_s: float) -> Reservation:
-        token = secrets.token_hex(16)
-        args: list[str | bytes | int] = [fingerprint, token, max(1, int(lease_s * 1000))]
+    async def reserve(
+        self, key: str, fingerprint: str, lease_s: float, *, token: str = ""
+    ) -> Reservation:
+        token = token or secrets.token_hex(16)
+        valid_ms, settles_at = self._valid_until()
+        args: list[str | bytes | int] = [fingerprint, token, max(1, int(lease_s * 1000)), valid_ms]
         answer: Any = await self._call(
-            "reserve", lambda: self._reserve(keys=[self._key("idem", key)], args=args)
+            "reserve",
+            lambda: self._reserve(keys=[self._key("idem", key)], args=args),
+            settles_at=settles_at,
         )
         state = answer[0].decode() if isinstance(answer[0], bytes) else answer[0]
         if state == "acquired":
@@ -104,10 +187,14 @@ class RedisStateStore:
             return Conflict()
         if state == "done":
             return Done(bytes(answer[1]))
+        if state == "late":
+            raise self._late("reserve")
         return InProgress()
 
-    async def commit(self, key: str, token: str, payload: bytes, ttl_s: float) -> bool:
-        args: list[str | bytes | int] = [token, payload, max(1, int(ttl_s * 1000))]
+    async def commit(
+        self, key: str, token: str, payload: bytes, ttl_s: float, *, fingerprint: str = ""
+    ) -> bool:
+        args: list[str | bytes | int] = [token, payload, max(1, int(ttl_s * 1000)), fingerprint]
         done: Any = await self._call(
             "commit", lambda: self._commit(keys=[self._key("idem", key)], args=args)
         )
@@ -122,25 +209,30 @@ class RedisStateStore:
         digest = hashlib.sha256(mobile.encode()).hexdigest()[:24]
         return self._key("thr", f"{scope}:{digest}")
 
-    async def throttle(self, mobiles: Sequence[str], scope: str, window_s: float) -> set[str]:
+    async def throttle(
+        self,
+        mobiles: Sequence[str],
+        scope: str,
+        window_s: float,
+        *,
+        token: str = "1",  # noqa: S107
+    ) -> set[str]:
         if not mobiles:
             return set()
-        px = max(1, int(window_s * 1000))
+        keys = [self._mark(scope, m) for m in mobiles]
+        valid_ms, settles_at = self._valid_until()
+        args: list[str | int] = [token, max(1, int(window_s * 1000)), valid_ms]
+        answers: Any = await self._call(
+            "throttle", lambda: self._throttle(keys=keys, args=args), settles_at=settles_at
+        )
+        if not isinstance(answers, list):
+            raise self._late("throttle")
+        return {m for m, taken in zip(mobiles, answers, strict=True) if not taken}
 
-        async def run() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
-            for mobile in mobiles:
-                pipe.set(self._mark(scope, mobile), b"1", nx=True, px=px)
-            result: list[Any] = await pipe.execute()
-            return result
-
-        answers = await self._call("throttle", run)
-        return {m for m, ok in zip(mobiles, answers, strict=True) if not ok}
-
-    async def unthrottle(self, mobiles: Sequence[str], scope: str) -> None:
+    async def unthrottle(self, mobiles: Sequence[str], scope: str, *, token: str = "") -> None:
         if mobiles:
             keys = [self._mark(scope, m) for m in mobiles]
-            await self._call("unthrottle", lambda: self._redis.delete(*keys))
+            await self._call("unthrottle", lambda: self._unthrottle(keys=keys, args=[token]))
 
     async def put_status(self, provider: str, message_id: str, status: str, ttl_s: float) -> bool:
         key = self._key("status", f"{provider}:{message_id}")

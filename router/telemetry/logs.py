@@ -11,6 +11,7 @@ from router.events import (
     FailoverTaken,
     PanicSend,
     SendFinished,
+    SendRefused,
 )
 
 
@@ -47,6 +48,14 @@ class LoggingSink:
                 event.to_provider,
                 event.recipients,
                 event.send_id,
+            )
+        elif isinstance(event, SendRefused) and event.reason in ("store", "internal"):
+            # The router's own refusals (the caller's are answered as errors, not logged).
+            log.error(
+                "send refused, nothing was sent: reason=%s scene=%s recipients=%d",
+                event.reason,
+                event.scene,
+                event.recipients,
             )
         elif isinstance(event, SendFinished) and log.isEnabledFor(logging.DEBUG):
             # One line per send is for debugging; failures above are what an operator reads.

@@ -31,6 +31,7 @@ from router.events import (
     PanicSend,
     ReceiptReceived,
     SendFinished,
+    SendRefused,
     SendStarted,
 )
 from router.model import RecipientStatus
@@ -48,7 +49,12 @@ BREAKER_VALUE = {
 }
 ERROR_CLASSES = ("none", *(e.value for e in ErrorClass))
 DEDUPE_RESULTS = ("new", "replay", "conflict")
-SEND_OUTCOMES = ("ok", "partial", "failed")
+SEND_OUTCOMES = ("ok", "partial", "failed", "refused")
+REFUSAL_REASONS = ("store", "internal", "bad_message", "conflict", "pending")
+# Refusals that are the router's fault count their recipients as "refused" in the
+# availability SLI; the caller's own (bad message, key conflict) do not burn the budget.
+ROUTER_REFUSALS = frozenset({"store", "internal"})
+RECIPIENT_STATUSES = (*(s.value for s in RecipientStatus), "refused")
 
 
 class Metrics:
@@ -62,7 +68,15 @@ class Metrics:
             "send_requests_total", "Sends by overall outcome.", ["scene", "outcome"]
         )
         self.recipients = counter(
-            "send_recipients_total", "Recipients by final status.", ["scene", "status"]
+            "send_recipients_total",
+            "Recipients by final status (refused: the router refused the send for its own "
+            "fault, e.g. the state store was unreachable).",
+            ["scene", "status"],
+        )
+        self.refusals = counter(
+            "send_refusals_total",
+            "Sends refused before anything was sent, by reason.",
+            ["scene", "reason"],
         )
         self.attempts = counter(
             "provider_attempts_total",
@@ -159,8 +173,10 @@ class MetricsSink:
         for scene in (*self._scenes, "other"):
             for outcome in SEND_OUTCOMES:
                 m.sends.labels(scene, outcome)
-            for status in RecipientStatus:
-                m.recipients.labels(scene, status.value)
+            for status in RECIPIENT_STATUSES:
+                m.recipients.labels(scene, status)
+            for reason in REFUSAL_REASONS:
+                m.refusals.labels(scene, reason)
             for result in DEDUPE_RESULTS:
                 m.dedupe.labels(scene, result)
             m.send_latency.labels(scene)
@@ -209,6 +225,8 @@ class MetricsSink:
             m.inflight.inc()
         elif isinstance(event, SendFinished):
             self._send_finished(event)
+        elif isinstance(event, SendRefused):
+            self._send_refused(event)
         elif isinstance(event, FailoverTaken):
             m.failovers.labels(event.from_provider, event.to_provider).inc(event.recipients)
         elif isinstance(event, PanicSend):
@@ -261,6 +279,13 @@ class MetricsSink:
         c.sends[outcome].inc()
         c.latency.observe(event.duration_s, self._exemplar(event.send_id))
 
+    def _send_refused(self, event: SendRefused) -> None:
+        c = self._per_scene[self._scene(event.scene)]
+        c.sends["refused"].inc()
+        c.refusals[event.reason].inc()
+        if event.reason in ROUTER_REFUSALS and event.recipients:
+            c.recipients["refused"].inc(event.recipients)
+
     def _exemplar(self, send_id: str) -> dict[str, str] | None:
         if self._trace_id_for is None:
             return None
@@ -280,10 +305,11 @@ class _ProviderChildren:
 
 
 class _SceneChildren:
-    __slots__ = ("dedupe", "latency", "recipients", "sends")
+    __slots__ = ("dedupe", "latency", "recipients", "refusals", "sends")
 
     def __init__(self, m: Metrics, scene: str) -> None:
         self.dedupe = {r: m.dedupe.labels(scene, r) for r in DEDUPE_RESULTS}
         self.latency = m.send_latency.labels(scene)
         self.sends = {o: m.sends.labels(scene, o) for o in SEND_OUTCOMES}
-        self.recipients = {s.value: m.recipients.labels(scene, s.value) for s in RecipientStatus}
+        self.recipients = {s: m.recipients.labels(scene, s) for s in RECIPIENT_STATUSES}
+        self.refusals = {r: m.refusals.labels(scene, r) for r in REFUSAL_REASONS}
