@@ -22,7 +22,6 @@ that are the provider's fault); a bad number or unapproved template never counts
 from __future__ import annotations
 
 import random
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from policies.base import BreakerState
 from router.clock import Clock
+from router.windows import Window
 
 
 class BreakerSettings(BaseModel):
@@ -69,7 +69,8 @@ class CircuitBreaker:
         self._rng = rng or random.Random()
         self._on_change = on_change
         self._state = BreakerState.CLOSED
-        self._outcomes: deque[tuple[float, bool]] = deque()  # (time, failed)
+        # Sum = failures, count = outcomes, over the window: O(1) per call, fixed memory.
+        self._outcomes = Window(clock, settings.window_s)
         self._consecutive = 0
         self._trips = 0
         self._open_until = 0.0
@@ -89,10 +90,8 @@ class CircuitBreaker:
         return max(0.0, self._open_until - self._clock.monotonic())
 
     def failure_rate(self) -> float:
-        self._expire()
-        if not self._outcomes:
-            return 0.0
-        return sum(failed for _, failed in self._outcomes) / len(self._outcomes)
+        rate = self._outcomes.mean()
+        return 0.0 if rate is None else rate
 
     def allow(self) -> Permit | None:
         """A permit to send, or None when the breaker refuses (open, or a trial in flight)."""
@@ -110,8 +109,7 @@ class CircuitBreaker:
 
     def record(self, permit: Permit, failed: bool) -> None:
         """Feed the outcome of a permitted attempt (provider faults only as ``failed``)."""
-        now = self._clock.monotonic()
-        self._outcomes.append((now, failed))
+        self._outcomes.add(1.0 if failed else 0.0)
         self._consecutive = self._consecutive + 1 if failed else 0
         if permit.trial:
             self._trial_in_flight = False
@@ -150,9 +148,7 @@ class CircuitBreaker:
         s = self.settings
         if self._consecutive >= s.consecutive_failures:
             return True
-        self._expire()
-        total = len(self._outcomes)
-        return total >= s.min_requests and self.failure_rate() >= s.failure_rate
+        return self._outcomes.count >= s.min_requests and self.failure_rate() >= s.failure_rate
 
     def _trip(self) -> None:
         s = self.settings
@@ -162,11 +158,6 @@ class CircuitBreaker:
         self._open_until = self._clock.monotonic() + period
         self._consecutive = 0
         self._move(BreakerState.OPEN)
-
-    def _expire(self) -> None:
-        horizon = self._clock.monotonic() - self.settings.window_s
-        while self._outcomes and self._outcomes[0][0] < horizon:
-            self._outcomes.popleft()
 
     def _reset_window(self) -> None:
         self._outcomes.clear()

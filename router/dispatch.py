@@ -367,7 +367,7 @@ class Dispatcher:
         accepted = sum(r.verdict is Verdict.ACCEPTED for r in result.recipients)
         parts = job.parts[0] if chunk[0].mobile.is_mainland else job.parts[1]
         cost = rt.provider.settings.price_per_part * parts * accepted
-        rt.stats.spent(cost)
+        rt.stats.spent(cost, limited=rt.provider.settings.spend_limit is not None)
         if accepted:
             self._remember_sent(job, result)
         self._emit_attempt(job, batch, result, duration, parts, cost)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 import anyio
 
 from router.clock import Clock
+from router.windows import Window
 
 
 class FailoverBudget:
@@ -18,33 +17,21 @@ class FailoverBudget:
     """
 
     def __init__(self, clock: Clock, *, ratio: float, minimum: int, window_s: float) -> None:
-        self._clock = clock
         self.ratio, self.minimum, self.window_s = ratio, minimum, window_s
-        self._first: deque[tuple[float, int]] = deque()
-        self._failover: deque[tuple[float, int]] = deque()
-        self._first_total = 0
-        self._failover_total = 0
+        # Bucketed: fixed memory however long the router runs without a failover.
+        self._first = Window(clock, window_s)
+        self._failover = Window(clock, window_s)
 
     def record_first(self, recipients: int) -> None:
-        self._first.append((self._clock.monotonic(), recipients))
-        self._first_total += recipients
+        self._first.add(recipients)
 
     def try_spend(self, recipients: int) -> int:
         """Take up to ``recipients`` failovers from the budget; returns how many were granted."""
-        self._expire()
-        allowed = max(self.minimum, int(self.ratio * self._first_total))
-        granted = max(0, min(recipients, allowed - self._failover_total))
+        allowed = max(self.minimum, int(self.ratio * self._first.total))
+        granted = max(0, min(recipients, allowed - int(self._failover.total)))
         if granted:
-            self._failover.append((self._clock.monotonic(), granted))
-            self._failover_total += granted
+            self._failover.add(granted)
         return granted
-
-    def _expire(self) -> None:
-        horizon = self._clock.monotonic() - self.window_s
-        while self._first and self._first[0][0] < horizon:
-            self._first_total -= self._first.popleft()[1]
-        while self._failover and self._failover[0][0] < horizon:
-            self._failover_total -= self._failover.popleft()[1]
 
 
 class RateLimiter:

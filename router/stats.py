@@ -1,47 +1,14 @@
 """Recent per-provider quality, on an injected clock: what cost-aware routing trades price for.
 
 Accepted rate and latency come from attempts; delivery rate from receipts; spend from the
-parts sent. All are rolling windows, so an old outage stops counting against a provider.
+parts sent. All are bucketed rolling windows (:mod:`router.windows`, fixed memory), so an old
+outage stops counting against a provider.
 """
 
 from __future__ import annotations
 
-from collections import deque
-
 from router.clock import Clock
-
-
-class Rolling:
-    """Sum and count of values over the last ``window_s`` seconds."""
-
-    def __init__(self, clock: Clock, window_s: float) -> None:
-        self._clock, self._window = clock, window_s
-        self._items: deque[tuple[float, float]] = deque()
-        self._sum = 0.0
-
-    def add(self, value: float) -> None:
-        self._items.append((self._clock.monotonic(), value))
-        self._sum += value
-
-    def _expire(self) -> None:
-        horizon = self._clock.monotonic() - self._window
-        while self._items and self._items[0][0] < horizon:
-            self._sum -= self._items.popleft()[1]
-
-    @property
-    def count(self) -> int:
-        self._expire()
-        return len(self._items)
-
-    @property
-    def total(self) -> float:
-        self._expire()
-        return self._sum
-
-    def mean(self) -> float | None:
-        self._expire()
-        return self._sum / len(self._items) if self._items else None
-
+from router.windows import Window
 
 SNAPSHOT_TTL_S = 0.1  # rates are recomputed at most ten times a second, not per message
 
@@ -52,10 +19,10 @@ class ProviderStats:
     ) -> None:
         self._clock = clock
         self._snapshot: tuple[float, tuple[float | None, float | None, float | None]] | None = None
-        self.accepted = Rolling(clock, window_s)
-        self.latency = Rolling(clock, window_s)
-        self.delivered = Rolling(clock, window_s)
-        self.spend = Rolling(clock, spend_period_s)
+        self.accepted = Window(clock, window_s)
+        self.latency = Window(clock, window_s)
+        self.delivered = Window(clock, window_s)
+        self.spend = Window(clock, spend_period_s)
         self._balance: float | None = None
         self.version = 0  # bumped when spend or balance changes: health snapshots rebuild
 
@@ -83,10 +50,13 @@ class ProviderStats:
     def receipt(self, delivered: bool) -> None:
         self.delivered.add(1.0 if delivered else 0.0)
 
-    def spent(self, amount: float) -> None:
+    def spent(self, amount: float, *, limited: bool = True) -> None:
+        """Count spend; ``limited`` False (no spend limit) counts it without invalidating
+        health snapshots: nothing a policy reads has changed."""
         if amount:
             self.spend.add(amount)
-            self.version += 1
+            if limited:
+                self.version += 1
 
     def spend_left(self, limit: float | None) -> float | None:
         return None if limit is None else max(0.0, limit - self.spend.total)
