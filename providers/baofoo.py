@@ -32,10 +32,10 @@ from providers.base import (
     Verdict,
     render_content,
 )
+from providers.clock import Clock, SystemClock
+from providers.errors import MissingParamError
 from providers.http import malformed, status_fault
 from providers.settings import ProviderSettings, secret
-from router.clock import Clock, SystemClock
-from router.errors import MissingParamError
 
 ENVIRONMENT_URLS = {
     "test": "http://10.254.90.70:8000",

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
+from providers.mobile import Mobile as Mobile  # part of the adapter contract
+from providers.settings import ProviderSettings
+
 if TYPE_CHECKING:
     import httpx
-
-    from providers.settings import ProviderSettings
 
 
 class Verdict(enum.StrEnum):
@@ -69,20 +70,6 @@ class Fault:
     @property
     def counts_against_breaker(self) -> bool:
         return self.kind is not FaultKind.MESSAGE
-
-
-@dataclass(frozen=True, slots=True)
-class Mobile:
-    """A validated, normalised mobile number (see :func:`router.mobile.normalise`)."""
-
-    e164: str  # "+8613800138000"
-    country_code: int  # 86
-    national: str  # "13800138000"
-    region: str  # ISO region, "CN", "HK", ...
-
-    @property
-    def is_mainland(self) -> bool:
-        return self.country_code == 86
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from providers import baofoo, ronglian, v1platform
 from providers.base import Provider
 from providers.settings import ProviderSettings
 
@@ -18,8 +19,6 @@ class AdapterSpec:
 
 
 def _specs() -> dict[str, AdapterSpec]:
-    from providers import baofoo, ronglian, v1platform
-
     return {
         "baofoo": AdapterSpec("baofoo", baofoo.BaofooSettings, baofoo.BaofooProvider),
         "v1platform": AdapterSpec(

@@ -41,10 +41,10 @@ from providers.base import (
     RenderRequest,
     Verdict,
 )
+from providers.clock import Clock, SystemClock
+from providers.errors import MissingParamError, ProviderResponseError
 from providers.http import malformed, status_fault
 from providers.settings import ProviderSettings, secret
-from router.clock import Clock, SystemClock
-from router.errors import MissingParamError, ProviderResponseError
 
 MAX_NUMBERS = 200
 MAX_REQ_ID = 32

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from providers.base import Mobile
+from providers.mobile import Mobile
 
 
 class ProviderSettings(BaseModel):

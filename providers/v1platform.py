@@ -39,11 +39,11 @@ from providers.base import (
     Verdict,
     render_content,
 )
+from providers.clock import Clock, SystemClock
+from providers.errors import MissingParamError, ProviderResponseError
 from providers.http import malformed, status_fault
 from providers.settings import ProviderSettings, secret
 from providers.v1platform_pull import DELIVERED_CODES, PUSH_ACK_STATUS, Balance, parse_time
-from router.clock import Clock, SystemClock
-from router.errors import MissingParamError, ProviderResponseError
 
 __all__ = [
     "DELIVERED_CODES",

@@ -33,7 +33,7 @@ import httpx
 import orjson
 
 from providers.base import DeliveryReport, DeliveryStatus, InboundMessage
-from router.errors import ProviderResponseError
+from providers.errors import ProviderResponseError
 
 DELIVERED_CODES = frozenset({"DELIVRD", "DELIVER"})
 PUSH_ACK_STATUS = 200  # the document: the receiver must answer every push with HTTP 200

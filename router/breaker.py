@@ -1,10 +1,11 @@
 """Per-provider circuit breaker on an injected clock.
 
-Why not aiobreaker (measured on this machine, see shared/design.md): it counts only
-consecutive failures (a steady 50% error rate never opens it), its half-open state lets every
-concurrent caller through, a cancelled trial leaves it half-open for good, and it reads
-``datetime.utcnow()`` itself, so tests would have to sleep. A wrapper fixing all four would
-replace everything but its state names, so this module is the whole breaker (~150 lines).
+Why not aiobreaker 1.2.0 (shown by tests/test_aiobreaker_evidence.py, see docs/decisions.md):
+it counts only consecutive failures (a steady 50% error rate never opens it), its half-open
+state lets every concurrent caller through, a cancelled trial leaves it half-open with no timer
+and no gate, and it reads ``datetime.utcnow()`` itself, so tests would have to sleep. A wrapper
+fixing all four would replace everything but its state names, so this module is the whole
+breaker (~150 lines).
 
 State machine::
 

@@ -30,6 +30,7 @@ from pydantic_settings import (
 )
 
 from providers.base import Rendered, Template, placeholders, template_problem
+from providers.registry import ADAPTERS
 from providers.settings import ProviderSettings
 from router.breaker import BreakerSettings
 from router.errors import ConfigError, MessageTooLargeError
@@ -285,10 +286,6 @@ def check_template(key: str, template: TemplateSettings) -> None:
 
 def parse_provider(name: str, raw: Mapping[str, Any]) -> ProviderSettings:
     """Validate one ``[providers.<name>]`` table with its adapter's settings model."""
-    # Imported here: adapter modules import router.* leaves, so a module-level import would
-    # make "import providers.baofoo" (before router) a circular import.
-    from providers.registry import ADAPTERS
-
     kind = raw.get("type")
     if kind not in ADAPTERS:
         raise ConfigError(

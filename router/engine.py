@@ -55,7 +55,7 @@ from router.state.base import StateStore
 from router.state.outbox import Outbox, PendingWrite
 from router.stats import ProviderStats
 from router.transport import make_client
-from router.wiring import build_policy, build_store
+from router.wiring import build_policy, build_providers, build_store
 
 log = logging.getLogger("router.engine")
 RECENT_RESULTS = 10_000
@@ -101,8 +101,6 @@ class Router:
         """``providers``, ``policy`` and ``clients`` default to what ``settings`` describes;
         pass them to embed custom adapters or HTTP clients (the caller then closes its clients).
         """
-        from router.wiring import build_providers
-
         self.settings = settings
         self.clock = clock or SystemClock()
         self.events = events or EventBus()

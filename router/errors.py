@@ -25,35 +25,32 @@ for one provider and succeed on the next.
 
 from __future__ import annotations
 
+from providers.errors import (
+    ConfigError,
+    CredentialsError,
+    InvalidMobileError,
+    MessageError,
+    MissingParamError,
+    ProviderResponseError,
+    RouterError,
+)
 
-class RouterError(Exception):
-    """Root of every error raised by sms-router."""
-
-
-class ConfigError(RouterError):
-    """The configuration is invalid. ``key`` names the offending setting (dotted path)."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        self.key = key
-        self.problem = problem
-        super().__init__(f"config key {key!r}: {problem}")
-
-
-class CredentialsError(ConfigError):
-    """A provider's credentials are missing or unusable. The message never contains a secret."""
-
-
-class MessageError(RouterError):
-    """The message itself is at fault; sending it elsewhere would not help."""
-
-
-class InvalidMobileError(MessageError):
-    """A mobile number could not be parsed or is not a valid mobile number."""
-
-    def __init__(self, mobile: str, reason: str) -> None:
-        self.mobile = mobile
-        self.reason = reason
-        super().__init__(f"invalid mobile {mobile!r}: {reason}")
+__all__ = [
+    "ConfigError",
+    "CredentialsError",
+    "EmptyContentError",
+    "IdempotencyConflictError",
+    "IdempotencyPendingError",
+    "InvalidMobileError",
+    "MessageError",
+    "MessageTooLargeError",
+    "MissingParamError",
+    "NoRouteError",
+    "ProviderResponseError",
+    "RouterError",
+    "StateStoreError",
+    "UnknownTemplateError",
+]
 
 
 class UnknownTemplateError(MessageError):
@@ -65,15 +62,6 @@ class UnknownTemplateError(MessageError):
             f"unknown scene/template {scene!r}; configured scenes are: "
             f"{', '.join(sorted(known)) or '(none)'}"
         )
-
-
-class MissingParamError(MessageError):
-    """A template placeholder has no value in the message's params."""
-
-    def __init__(self, scene: str, param: str) -> None:
-        self.scene = scene
-        self.param = param
-        super().__init__(f"scene {scene!r} needs parameter {param!r}; add it to Message.params")
 
 
 class EmptyContentError(MessageError):
@@ -134,7 +122,3 @@ class StateStoreError(RouterError):
         return StateStoreError(
             f"{self} {statement}", operation=self.operation, settles_at=self.settles_at
         )
-
-
-class ProviderResponseError(RouterError):
-    """A provider response could not be understood (internal; classified as unknown)."""

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from providers.base import Fault
+from providers.errors import MessageError
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -37,8 +38,6 @@ class Message:
         idempotency_key: str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        from router.errors import MessageError
-
         if (scene is None) == (content is None):
             raise MessageError("a Message needs exactly one of scene= or content=")
         if isinstance(mobiles, str | bytes):

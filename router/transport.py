@@ -1,10 +1,10 @@
 """HTTP clients for providers: httpx as the API, the transport pluggable.
 
-Measured here (shared/design.md and benchmarks/README.md): httpx's default transport falls
-from ~720 req/s at concurrency 1 to 140-330 req/s at concurrency 100 (pool lock contention,
-encode/httpx#3215); httpx over the ``httpx-aiohttp`` transport keeps ~1,600-1,800 req/s, and
-httpx's client layer itself still costs more than the routing. So the default, ``aiohttp``,
-sends the adapters' ``httpx.Request`` objects straight through an aiohttp session
+Measured here (``python -m benchmarks.bench_load``, figures in benchmarks/README.md, see
+docs/decisions.md): httpx's default transport falls from 707 req/s at concurrency 1 to 164
+req/s at concurrency 100 (pool lock contention, encode/httpx#3215) while raw aiohttp keeps
+3,908 req/s, and httpx's client layer itself costs more than the routing. So the default,
+``aiohttp``, sends the adapters' ``httpx.Request`` objects straight through an aiohttp session
 (:class:`DirectAiohttpClient`); ``httpx-aiohttp`` and ``httpx`` remain selectable.
 httpx-aiohttp's exception mapping is lossy (a dropped connection after the request was written
 surfaces as ``ConnectTimeout``); :func:`providers.http.classify_exception` reads the

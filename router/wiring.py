@@ -6,6 +6,7 @@ from policies.base import Policy
 from policies.cost import CostAwarePolicy, QualityWeights
 from policies.weighted import WeightedFailover
 from providers.base import Provider
+from providers.registry import ADAPTERS
 from router.clock import Clock
 from router.config import RouterSettings
 from router.state.base import StateStore
@@ -14,8 +15,6 @@ from router.state.memory import MemoryStateStore
 
 def build_providers(settings: RouterSettings, clock: Clock) -> dict[str, Provider]:
     """One adapter per configured provider account, by instance name."""
-    from providers.registry import ADAPTERS  # lazily: adapters import router leaves
-
     return {
         name: ADAPTERS[provider_settings.type].factory(name, provider_settings, clock)
         for name, provider_settings in settings.provider_settings.items()

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from providers.mobile import _fast_mainland, normalise
 from router.errors import InvalidMobileError
-from router.mobile import _fast_mainland, normalise
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from providers.clock import Clock, SystemClock
 from providers.emulators._common import (
     EmulatorState,
     FaultAction,
@@ -38,9 +39,8 @@ from providers.emulators._common import (
     json_response,
     record,
 )
-from router.clock import Clock, SystemClock
-from router.errors import InvalidMobileError
-from router.mobile import normalise
+from providers.errors import InvalidMobileError
+from providers.mobile import normalise
 
 _CST = ZoneInfo("Asia/Shanghai")
 _NUMBER = re.compile(r"^(1[3-9]\d{9}|00\d{6,15})$")
