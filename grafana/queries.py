@@ -174,7 +174,8 @@ PANELS: tuple[PanelSpec, ...] = (
         (
             (
                 'sum by (provider) (rate(smsrouter_receipts_total{status="delivered"}[15m])) '
-                "/ sum by (provider) (rate(smsrouter_receipts_total[15m]))",
+                "/ sum by (provider) "
+                '(rate(smsrouter_receipts_total{status=~"delivered|failed"}[15m]))',
                 "{{provider}}",
             ),
         ),

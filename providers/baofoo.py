@@ -108,6 +108,7 @@ class BaofooProvider:
     """Adapter for one Baofoo account."""
 
     kind: ClassVar[str] = "baofoo"
+    receipts: ClassVar[bool] = False  # the mandao API has neither receipt pushes nor pulls
 
     def __init__(self, name: str, settings: BaofooSettings, clock: Clock | None = None) -> None:
         self.name = name

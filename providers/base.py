@@ -265,3 +265,19 @@ class ReportPuller(Protocol):
     def build_report_request(self) -> httpx.Request: ...
 
     def parse_report(self, response: httpx.Response) -> list[DeliveryReport]: ...
+
+
+PUSH_PARSERS = ("parse_status_push", "parse_receipt_push")
+
+
+def has_receipts(provider: object) -> bool:
+    """Whether ``provider`` reports delivery at all (pushed or pulled receipts).
+
+    Declared on the adapter class as ``receipts: ClassVar[bool]`` (the three adapters do), so a
+    status page can say "not supported" instead of waiting for ever. An adapter that does not
+    declare it is judged by what it has: a pull (:class:`ReportPuller`) or a push parser.
+    """
+    declared = getattr(provider, "receipts", None)
+    if isinstance(declared, bool):
+        return declared
+    return isinstance(provider, ReportPuller) or any(hasattr(provider, n) for n in PUSH_PARSERS)

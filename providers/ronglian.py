@@ -140,6 +140,7 @@ class RonglianProvider:
     """Adapter for one Ronglian account and application (templates only)."""
 
     kind: ClassVar[str] = "ronglian"
+    receipts: ClassVar[bool] = True  # SMSArrived receipt pushes
 
     def __init__(self, name: str, settings: RonglianSettings, clock: Clock | None = None) -> None:
         self.name = name

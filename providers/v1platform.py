@@ -124,6 +124,7 @@ class V1PlatformProvider:
     """Adapter for one v1 platform account (sans-I/O, plus thin pull helpers)."""
 
     kind: ClassVar[str] = "v1platform"
+    receipts: ClassVar[bool] = True  # status pushes and /report pulls
 
     def __init__(self, name: str, settings: V1PlatformSettings, clock: Clock | None = None) -> None:
         self.name = name

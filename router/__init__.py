@@ -30,11 +30,14 @@ from router.errors import (
     UnknownTemplateError,
 )
 from router.model import Attempt, Message, RecipientOutcome, RecipientStatus, SendResult
+from router.receipts import Delivery, DeliveryState
 
 __all__ = [
     "Attempt",
     "ConfigError",
     "CredentialsError",
+    "Delivery",
+    "DeliveryState",
     "EmptyContentError",
     "Explanation",
     "IdempotencyConflictError",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -44,7 +44,7 @@ from router.events import (
     ReceiptReceived,
 )
 from router.limits import FailoverBudget, RateLimiter
-from router.receipts import ReceiptBook
+from router.receipts import ReceiptBook, SentBatch, SentMemory, Settled, match
 from router.recipients import Tracker, chunked, unfinished
 from router.stats import SNAPSHOT_TTL_S, ProviderStats
 
@@ -104,7 +104,7 @@ class Dispatcher:
     ) -> None:
         self.settings = settings
         self.receipts = receipts
-        self._sent: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
+        self._sent = SentMemory(max_ids=SENT_MEMORY)
         self._health_cache: dict[tuple[object, ...], tuple[float, list[ProviderHealth]]] = {}
         # Where pulled receipts go; the Router points this at its own recorder, which also
         # shares the status through the state store.
@@ -177,32 +177,47 @@ class Dispatcher:
         context = RouteContext(job.scene, recipients=len(group), parts=parts, draw=job.draw)
         return self.policy.rank(context, self.health(job, group[0]))
 
-    def ingest(self, reports: Sequence[DeliveryReport]) -> list[DeliveryReport]:
-        """Record receipts (pushed or pulled); feeds reconciliation and delivery rates.
-        Returns the new ones: a receipt pushed twice counts once."""
-        fresh = self.receipts.add(reports)
-        for report in fresh:
-            delivered = report.status is DeliveryStatus.DELIVERED
-            rt = self.runtimes.get(report.provider)
-            if rt is not None:
-                rt.stats.receipt(delivered)
-            sent = self._sent.get((report.provider, report.provider_message_id))
-            delay = None
-            if sent is not None and report.at is not None:
-                delay = max(0.0, report.at.timestamp() - sent[0])
-            self.events.emit(
-                ReceiptReceived(
-                    report.provider,
-                    delivered,
-                    report.status_code,
-                    delay,
-                    sent[1] if sent is not None else None,
-                )
-            )
+    def ingest(self, reports: Sequence[DeliveryReport], *, count: bool = True) -> list[Settled]:
+        """Settle receipts (pushed or pulled) per recipient; feeds reconciliation and delivery
+        rates. Returns the new ones: a recipient's second receipt (pushed twice, or pushed and
+        pulled) settles nothing. ``count=False`` leaves counting to the caller, which counts
+        only what the shared store says is new everywhere (:meth:`count_receipt`)."""
+        region = self.settings.default_region
+        fresh: list[Settled] = []
+        for report in reports:
+            sent = self._sent.get(report.provider, report.provider_message_id)
+            settled = self.receipts.settle(report, match(report, sent, region))
+            if settled is None:
+                continue
+            fresh.append(settled)
+            if count:
+                self.count_receipt(settled)
         return fresh
 
+    def count_receipt(self, settled: Settled) -> None:
+        """Count one settled receipt, once: delivery rates, metrics, the receipt span."""
+        report = settled.report
+        delivered = report.status is DeliveryStatus.DELIVERED
+        rt = self.runtimes.get(report.provider)
+        if rt is not None:
+            rt.stats.receipt(delivered)
+        sent = self._sent.get(report.provider, report.provider_message_id)
+        delay = None
+        if sent is not None and report.at is not None:
+            delay = max(0.0, report.at.timestamp() - sent.at)
+        self.events.emit(
+            ReceiptReceived(
+                report.provider,
+                delivered,
+                report.status_code,
+                delay if settled.matched else None,
+                sent.send_id if sent is not None else None,
+                matched=settled.matched,
+            )
+        )
+
     async def _ingest_async(self, reports: list[DeliveryReport]) -> list[DeliveryReport]:
-        return self.ingest(reports)
+        return [s.report for s in self.ingest(reports)]
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -374,13 +389,16 @@ class Dispatcher:
         return batch.request_id, result
 
     def _remember_sent(self, job: RouteJob, result: AttemptResult) -> None:
-        """When and in which send each provider message id went out: receipt delay, links."""
+        """When, in which send and to which numbers each provider message id went out:
+        receipt delay, trace links, and matching masked pulled receipts to their recipient."""
         now = self.clock.now().timestamp()
+        by_id: dict[str, list[str]] = defaultdict(list)
         for r in result.recipients:
-            if r.provider_message_id is not None:
-                self._sent[(result.provider, r.provider_message_id)] = (now, job.send_id)
-        while len(self._sent) > SENT_MEMORY:
-            self._sent.popitem(last=False)
+            if r.provider_message_id is not None and r.verdict is Verdict.ACCEPTED:
+                by_id[r.provider_message_id].append(r.mobile.e164)
+        for message_id, mobiles in by_id.items():
+            batch = SentBatch(now, job.send_id, tuple(mobiles))
+            self._sent.remember(result.provider, message_id, batch)
 
     def _emit_cut(self, job: RouteJob, provider: str, batch: Batch, duration_s: float) -> None:
         """An attempt cut short after it started: it may have reached the provider."""

@@ -20,7 +20,14 @@ import anyio
 
 from policies.base import BreakerState, Policy, Ranking
 from policies.parts import count_parts
-from providers.base import DeliveryReport, Provider, Rendered, RenderRequest, render_content
+from providers.base import (
+    DeliveryReport,
+    Provider,
+    Rendered,
+    RenderRequest,
+    has_receipts,
+    render_content,
+)
 from providers.http import HttpClient
 from router.breaker import CircuitBreaker
 from router.clock import Clock, SystemClock
@@ -49,7 +56,14 @@ from router.idempotency import KeyPolicy, Progress, send_idempotent
 from router.limits import RateLimiter
 from router.model import Message, RecipientStatus, SendResult
 from router.pollers import poll_balances, poll_receipts, replay_outbox, sync_breakers
-from router.receipts import ReceiptBook
+from router.receipts import (
+    Delivery,
+    DeliveryState,
+    ReceiptBook,
+    from_shared,
+    recipient_key,
+    shared_value,
+)
 from router.recipients import Recipients, Tracker, prepare_recipients
 from router.state.base import StateStore
 from router.state.outbox import Outbox, PendingWrite
@@ -369,25 +383,52 @@ class Router:
             self._recent.popitem(last=False)
 
     async def record_receipts(self, reports: list[DeliveryReport]) -> list[DeliveryReport]:
-        """Take receipts (pushed or pulled): local book, metrics, and the shared store so
-        every instance sees the status. Returns the new ones; duplicates change nothing."""
-        fresh = self.dispatcher.ingest(reports)
+        """Take receipts (pushed or pulled): settle each on its recipient, share the first
+        final status through the store, and count it once. Returns those counted here: a
+        duplicate, the other path's receipt or one another instance took first counts nothing.
+        """
+        fresh = self.dispatcher.ingest(reports, count=False)
         ttl = self.settings.state.idempotency_ttl_s
-        for report in fresh:
+        counted: list[DeliveryReport] = []
+        for settled in fresh:
+            report = settled.report
             try:
-                await self.store.put_status(
-                    report.provider, report.provider_message_id, report.status.value, ttl
+                first = await self.store.put_status(
+                    report.provider,
+                    report.provider_message_id,
+                    shared_value(report),
+                    ttl,
+                    recipient=settled.recipient,
                 )
             except StateStoreError as exc:
+                # Settled (and deduplicated) here already: counting it beats losing it.
                 log.warning("delivery status not shared: %s", exc)
-        return fresh
+                first = True
+            if first:
+                self.dispatcher.count_receipt(settled)
+                counted.append(report)
+        return counted
 
-    async def delivery_status(self, provider: str, provider_message_id: str) -> str | None:
-        """The first final delivery status any instance recorded, if any."""
+    async def delivery_status(
+        self, provider: str, provider_message_id: str, mobile: str
+    ) -> Delivery:
+        """One recipient's delivery: the first final status any instance recorded, else what
+        this instance knows (pending, or ambiguous when a masked receipt fits it and another
+        recipient), or ``not_supported`` for a provider without receipts. ``mobile`` is the
+        recipient's number (E.164 or any form the router accepts)."""
+        adapter = self.providers.get(provider)
+        if adapter is None or not has_receipts(adapter):
+            return Delivery(
+                DeliveryState.NOT_SUPPORTED, reason=f"{provider} gives no delivery receipts"
+            )
+        recipient = recipient_key(mobile, self.settings.default_region)
+        local = self.receipts.delivery(provider, provider_message_id, recipient)
         try:
-            return await self.store.get_status(provider, provider_message_id)
+            shared = await self.store.get_status(provider, provider_message_id, recipient=recipient)
         except StateStoreError:
-            return None
+            return local
+        found = from_shared(shared) if shared is not None else None
+        return found or local
 
     def recent_result(self, message_id: str) -> SendResult | None:
         """A result of this process's last sends (bounded), for status look-ups."""

@@ -112,6 +112,9 @@ class ReceiptReceived:
     status_code: str
     delay_s: float | None  # from the accepted attempt to the receipt, when known
     send_id: str | None  # the send it belongs to, when this instance made it
+    # False: a masked receipt that fits no single recipient. Counted apart, so a later receipt
+    # that does name the recipient is not a second count of one delivery.
+    matched: bool = True
 
 
 @dataclass(frozen=True, slots=True)

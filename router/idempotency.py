@@ -80,13 +80,18 @@ async def send_idempotent(
     progress = Progress()
     try:
         result = await send_once(message, progress)
-    except BaseException:
+    except BaseException as exc:
         # The sender settles every recipient once a request may have left, so what is raised
         # here was raised before anything reached a provider, unless we were cancelled
         # mid-send: then the lease is left to expire (something may have been sent).
         if not progress.reached_provider:
+            # A store write that failed may still land (a frozen Redis resumes): hold the key
+            # until its fence has passed and its compensation ran, else another instance
+            # taking the key would meet our late throttle marks and report a mobile throttled
+            # that got no SMS.
+            late = exc.settles_at if isinstance(exc, StateStoreError) else None
             with anyio.CancelScope(shield=True):
-                await _release(store, outbox, key, token, settles_at=None)
+                await _release(store, outbox, key, token, settles_at=late)
         raise
     recorded = await _commit(store, outbox, key, token, fp, result, policy)
     return result if recorded else dataclasses.replace(result, recorded=False)

@@ -45,6 +45,19 @@ class RunningSandbox:
             self.state(name).reset()
 
 
+def plain_providers(providers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Provider settings with secrets written out (test credentials only): for a subprocess's
+    JSON config, or to override one provider's raw settings."""
+    return {
+        name: {
+            k: v.get_secret_value() if hasattr(v, "get_secret_value") else v
+            for k, v in raw.items()
+            if v is not None
+        }
+        for name, raw in providers.items()
+    }
+
+
 def only(sandbox: RunningSandbox, *names: str, router_kw: Any = None, **overrides: Any) -> Router:
     """A router with only ``names`` enabled: the first is the primary (the only weight > 0),
     the others failovers in name order. ``providers={name: {...}}`` replaces a provider's raw

@@ -21,7 +21,7 @@ from router import (
     StateStoreError,
 )
 from tests.redis_server import redis_server, redis_url
-from tests.sandbox import RunningSandbox
+from tests.sandbox import RunningSandbox, plain_providers
 
 pytestmark = pytest.mark.anyio
 
@@ -130,7 +130,7 @@ def test_two_processes_one_request_per_key(sandbox: RunningSandbox, tmp_path: Pa
         overrides = {
             "providers": {
                 n: {**p, "user_pass": "sandbox-pass"} if n == "baofoo" else p
-                for n, p in _plain(base.providers).items()
+                for n, p in plain_providers(base.providers).items()
             },
             "templates": {k: v.model_dump() for k, v in base.templates.items()},
             "state": {"backend": "redis", "redis_url": url, "prefix": prefix},
@@ -161,18 +161,6 @@ def test_two_processes_one_request_per_key(sandbox: RunningSandbox, tmp_path: Pa
         for m in batch
     )
     assert sent == {"13800000001": 20, "13800000002": 20}  # once per key and recipient
-
-
-def _plain(providers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Settings as JSON for a subprocess: secrets written out (test credentials only)."""
-    return {
-        name: {
-            k: v.get_secret_value() if hasattr(v, "get_secret_value") else v
-            for k, v in raw.items()
-            if v is not None
-        }
-        for name, raw in providers.items()
-    }
 
 
 async def test_redis_restart_keeps_commits_and_fails_closed_while_down(

@@ -6,10 +6,6 @@ Real emulators over loopback and a real redis-server; a frozen Redis is SIGSTOPp
 
 from __future__ import annotations
 
-import os
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +25,8 @@ from router.events import AttemptFinished, Event, EventBus, SendFinished
 from router.recipients import Tracker
 from router.sidecar.app import create_app
 from router.telemetry.metrics import MetricsSink
-from tests.redis_server import RedisServer, redis_server
-from tests.sandbox import RunningSandbox, only
+from tests.redis_server import RedisServer, frozen, redis_server
+from tests.sandbox import RunningSandbox, only, plain_providers
 
 pytestmark = pytest.mark.anyio
 OTP = {"code": "424242"}
@@ -49,6 +45,10 @@ class Recorder:
 
     def handle(self, event: Event) -> None:
         self.events.append(event)
+
+
+def raw(sandbox: RunningSandbox, provider: str) -> dict[str, Any]:
+    return plain_providers(sandbox.settings().providers)[provider]
 
 
 def otp(mobiles: list[str], key: str | None = None, scene: str = "login_code") -> Message:
@@ -130,7 +130,12 @@ async def test_at_least_once_an_unknown_then_a_refusal_is_unknown(
             "ronglian",
             "v1platform",
             unknown_outcomes="at_least_once",
-            providers={"ronglian": {**_raw(sandbox, "ronglian"), "timeout_s": 0.3}},
+            providers={
+                "ronglian": {
+                    **plain_providers(sandbox.settings().providers)["ronglian"],
+                    "timeout_s": 0.3,
+                }
+            },
         )
         async with router:
             result = await router.send(otp(["13800138000"]))
@@ -141,15 +146,6 @@ async def test_at_least_once_an_unknown_then_a_refusal_is_unknown(
     assert r.status is RecipientStatus.UNKNOWN
     assert r.provider == "ronglian"
     assert len(sandbox.sends("ronglian")) == 1
-
-
-def _raw(sandbox: RunningSandbox, name: str) -> dict[str, Any]:
-    raw = sandbox.settings().providers[name]
-    return {
-        k: v.get_secret_value() if hasattr(v, "get_secret_value") else v
-        for k, v in raw.items()
-        if v is not None
-    }
 
 
 # -- half-open trials ------------------------------------------------------------------------------
@@ -164,7 +160,9 @@ async def test_recipients_behind_a_half_open_trial_wait_for_it(sandbox: RunningS
         sandbox,
         "baofoo",
         resilience={"breaker": breaker},
-        providers={"baofoo": {**_raw(sandbox, "baofoo"), "max_batch": 10}},
+        providers={
+            "baofoo": {**plain_providers(sandbox.settings().providers)["baofoo"], "max_batch": 10}
+        },
         router_kw={"clock": clock},
     )
     async with router:
@@ -206,17 +204,6 @@ def redis_settings(server: RedisServer, **extra: Any) -> dict[str, Any]:
         "commit_retry_s": 0.3,
         **extra,
     }
-
-
-@contextmanager
-def frozen(server: RedisServer) -> Iterator[None]:
-    """SIGSTOP: Redis keeps every socket open and answers nothing until SIGCONT."""
-    assert server.proc is not None
-    os.kill(server.proc.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(server.proc.pid, signal.SIGCONT)
 
 
 @pytest.mark.parametrize("persistent", [False, True], ids=["no-persistence", "aof"])

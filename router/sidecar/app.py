@@ -25,9 +25,16 @@ from router.errors import (
     RouterError,
     StateStoreError,
 )
+from router.model import RecipientStatus
 from router.sidecar.callbacks import Callbacks
 from router.sidecar.openapi import openapi_document
-from router.sidecar.schemas import SendRequest, explanation_json, result_json
+from router.sidecar.schemas import (
+    SendRequest,
+    delivery_json,
+    explanation_json,
+    receipt_json,
+    result_json,
+)
 
 
 def _json(payload: Any, status_code: int = 200) -> Response:
@@ -107,22 +114,27 @@ def create_app(router: Router, registry: CollectorRegistry | None = None) -> Sta
         if result is None:
             return _error(404, "not_found", "no message with that id in the recent results")
         body = result_json(result)
+        unmatched: list[dict[str, Any]] = []
+        batches: set[tuple[str, str]] = set()
         for recipient, r in zip(body["recipients"], result.recipients, strict=True):
-            reports = (
-                router.receipts.get(r.provider, r.provider_message_id)
-                if r.provider and r.provider_message_id
-                else []
-            )
+            recipient["receipts"], recipient["delivery"] = [], None
+            if not (r.provider and r.provider_message_id and r.normalised):
+                continue  # never accepted: no delivery to follow
+            if r.status is not RecipientStatus.ACCEPTED:
+                continue
+            batch = (r.provider, r.provider_message_id)
+            # Only this recipient's own receipt: the message id names the whole batch.
             recipient["receipts"] = [
-                {"status": rep.status.value, "code": rep.status_code, "mobile": rep.mobile}
-                for rep in reports
+                receipt_json(rep) for rep in router.receipts.receipts_for(*batch, r.normalised)
             ]
-            shared = (
-                await router.delivery_status(r.provider, r.provider_message_id)
-                if r.provider and r.provider_message_id
-                else None
-            )
-            recipient["delivery"] = shared
+            delivery = await router.delivery_status(*batch, r.normalised)
+            recipient["delivery"] = delivery_json(delivery)
+            if batch not in batches:
+                batches.add(batch)
+                unmatched += [receipt_json(*u) for u in router.receipts.unmatched(*batch)]
+        # Receipts that name no single recipient (masked number fitting none or several):
+        # shown once here, never applied to a recipient.
+        body["unmatched_receipts"] = unmatched
         return _json(body)
 
     def authorised(request: Request) -> Response | None:

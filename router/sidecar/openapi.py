@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from router.sidecar.schemas import SendRequest
+from router.sidecar.schemas import DELIVERY_SCHEMA, SendRequest
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -25,6 +25,44 @@ ERRORS = {
     "503": _error("Not ready, draining, or the state store is unreachable (fail closed)."),
 }
 JSON_OBJECT = {"application/json": {"schema": {"type": "object"}}}
+RECEIPT = {
+    "type": "object",
+    "required": ["status", "code", "mobile"],
+    "properties": {
+        "status": {"type": "string", "enum": ["delivered", "failed"]},
+        "code": {"type": "string"},
+        "mobile": {"type": "string", "description": "as the provider wrote it (may be masked)"},
+        "reason": {"type": "string", "description": "unmatched receipts: why"},
+    },
+}
+MESSAGE_STATUS = {
+    "type": "object",
+    "required": ["message_id", "recipients", "unmatched_receipts"],
+    "properties": {
+        "message_id": {"type": "string"},
+        "recipients": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["status", "delivery", "receipts"],
+                "properties": {
+                    "status": {"type": "string"},
+                    "delivery": {"$ref": "#/components/schemas/Delivery"},
+                    "receipts": {
+                        "type": "array",
+                        "description": "the receipt that settled this recipient (0 or 1)",
+                        "items": {"$ref": "#/components/schemas/Receipt"},
+                    },
+                },
+            },
+        },
+        "unmatched_receipts": {
+            "type": "array",
+            "description": "masked receipts fitting no recipient or several, never applied",
+            "items": {"$ref": "#/components/schemas/Receipt"},
+        },
+    },
+}
 
 
 def _op(summary: str, ok: str, codes: tuple[str, ...], body: bool = False) -> dict[str, Any]:
@@ -98,7 +136,14 @@ def openapi_document() -> dict[str, Any]:
                         }
                     ],
                     "responses": {
-                        "200": {"description": "The result", "content": JSON_OBJECT},
+                        "200": {
+                            "description": "The result, with each recipient's delivery",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/MessageStatus"}
+                                }
+                            },
+                        },
                         "404": {"description": "Unknown id", "content": JSON_OBJECT},
                     },
                 }
@@ -122,6 +167,9 @@ def openapi_document() -> dict[str, Any]:
             "schemas": {
                 "SendRequest": schema,
                 **defs,
+                "Delivery": DELIVERY_SCHEMA,
+                "Receipt": RECEIPT,
+                "MessageStatus": MESSAGE_STATUS,
                 "Error": {
                     "type": "object",
                     "required": ["error", "detail"],

@@ -6,8 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from providers.base import DeliveryReport
 from router.engine import Explanation
 from router.model import Message, RecipientOutcome, SendResult
+from router.receipts import Delivery, DeliveryState
 
 MAX_MOBILES_PER_REQUEST = 100_000
 
@@ -73,6 +75,33 @@ def recipient_json(r: RecipientOutcome) -> dict[str, Any]:
             for a in r.attempts
         ],
     }
+
+
+def delivery_json(delivery: Delivery) -> dict[str, Any]:
+    """``{"status", "code", "reason"}``: see DELIVERY_SCHEMA."""
+    return {"status": delivery.status.value, "code": delivery.code, "reason": delivery.reason}
+
+
+def receipt_json(report: DeliveryReport, reason: str | None = None) -> dict[str, Any]:
+    body = {"status": report.status.value, "code": report.status_code, "mobile": report.mobile}
+    return body if reason is None else {**body, "reason": reason}
+
+
+_NULLABLE_STRING = {"type": "string", "nullable": True}
+DELIVERY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "nullable": True,
+    "description": "Delivery of one accepted recipient; null when no provider accepted it. "
+    "delivered/failed: its first final receipt (pushed or pulled, counted once); pending: "
+    "none yet; ambiguous: a masked receipt fits it and another recipient of the batch "
+    "(reason says so); not_supported: the provider gives no receipts (e.g. Baofoo).",
+    "required": ["status", "code", "reason"],
+    "properties": {
+        "status": {"type": "string", "enum": [s.value for s in DeliveryState]},
+        "code": {**_NULLABLE_STRING, "description": "the provider's code, e.g. DELIVRD"},
+        "reason": _NULLABLE_STRING,
+    },
+}
 
 
 def result_json(result: SendResult) -> dict[str, Any]:

@@ -80,12 +80,19 @@ class StateStore(Protocol):
         marks holding ``token`` (all marks when it is empty)."""
         ...
 
-    async def put_status(self, provider: str, message_id: str, status: str, ttl_s: float) -> bool:
-        """Record a delivery status; only moves forward: the first final status (delivered or
-        failed) stays, a receipt pushed twice or out of order changes nothing. True if new."""
+    async def put_status(
+        self, provider: str, message_id: str, status: str, ttl_s: float, *, recipient: str = ""
+    ) -> bool:
+        """Record the delivery status of one recipient (E.164) of a provider message; only
+        moves forward: the first final status stays, a receipt pushed twice, pulled after its
+        push or out of order changes nothing. True only for the one call, across instances,
+        that set it (that caller counts the receipt). ``status`` is opaque here (the router
+        stores ``"delivered|DELIVRD"``); ``recipient`` "" is a whole-message status."""
         ...
 
-    async def get_status(self, provider: str, message_id: str) -> str | None: ...
+    async def get_status(
+        self, provider: str, message_id: str, *, recipient: str = ""
+    ) -> str | None: ...
 
     async def publish_open(self, provider: str, until_epoch_s: float) -> None:
         """Share a breaker cool-down with the other instances."""

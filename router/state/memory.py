@@ -27,7 +27,7 @@ class MemoryStateStore:
         self._records: OrderedDict[str, _Record] = OrderedDict()
         self._marks: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
         self._open: dict[str, float] = {}
-        self._status: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        self._status: OrderedDict[tuple[str, str, str], tuple[str, float]] = OrderedDict()
 
     def _now(self) -> float:
         return self._clock.monotonic()
@@ -101,8 +101,10 @@ class MemoryStateStore:
             if mark is not None and (not token or mark[1] == token):
                 del self._marks[(scope, mobile)]
 
-    async def put_status(self, provider: str, message_id: str, status: str, ttl_s: float) -> bool:
-        key, now = (provider, message_id), self._now()
+    async def put_status(
+        self, provider: str, message_id: str, status: str, ttl_s: float, *, recipient: str = ""
+    ) -> bool:
+        key, now = (provider, message_id, recipient), self._now()
         known = self._status.get(key)
         if known is not None and known[1] > now:
             return False  # final already: first receipt wins
@@ -112,8 +114,10 @@ class MemoryStateStore:
             self._status.popitem(last=False)
         return True
 
-    async def get_status(self, provider: str, message_id: str) -> str | None:
-        known = self._status.get((provider, message_id))
+    async def get_status(
+        self, provider: str, message_id: str, *, recipient: str = ""
+    ) -> str | None:
+        known = self._status.get((provider, message_id, recipient))
         return known[0] if known is not None and known[1] > self._now() else None
 
     async def publish_open(self, provider: str, until_epoch_s: float) -> None:

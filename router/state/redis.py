@@ -234,16 +234,25 @@ class RedisStateStore:
             keys = [self._mark(scope, m) for m in mobiles]
             await self._call("unthrottle", lambda: self._unthrottle(keys=keys, args=[token]))
 
-    async def put_status(self, provider: str, message_id: str, status: str, ttl_s: float) -> bool:
-        key = self._key("status", f"{provider}:{message_id}")
+    def _status_key(self, provider: str, message_id: str, recipient: str) -> str:
+        # The recipient is hashed like throttle marks: no phone number in a key name.
+        who = f":{hashlib.sha256(recipient.encode()).hexdigest()[:24]}" if recipient else ""
+        return self._key("status", f"{provider}:{message_id}{who}")
+
+    async def put_status(
+        self, provider: str, message_id: str, status: str, ttl_s: float, *, recipient: str = ""
+    ) -> bool:
+        key = self._status_key(provider, message_id, recipient)
         px = max(1, int(ttl_s * 1000))
         created: Any = await self._call(
             "put_status", lambda: self._redis.set(key, status.encode(), nx=True, px=px)
         )
         return bool(created)
 
-    async def get_status(self, provider: str, message_id: str) -> str | None:
-        key = self._key("status", f"{provider}:{message_id}")
+    async def get_status(
+        self, provider: str, message_id: str, *, recipient: str = ""
+    ) -> str | None:
+        key = self._status_key(provider, message_id, recipient)
         value: Any = await self._call("get_status", lambda: self._redis.get(key))
         return None if value is None else bytes(value).decode()
 

@@ -109,7 +109,10 @@ class Metrics:
             "cost_total", "Billed cost of accepted parts (config currency).", ["provider"]
         )
         self.receipts = counter(
-            "receipts_total", "Delivery receipts by status.", ["provider", "status"]
+            "receipts_total",
+            "Delivery receipts, one per recipient (unmatched: a masked receipt fitting no single "
+            "recipient).",
+            ["provider", "status"],
         )
         self.send_latency = Histogram(
             "smsrouter_send_duration_seconds",
@@ -191,7 +194,7 @@ class MetricsSink:
                 m.attempt_recipients.labels(p, v.value)
             for state in BREAKER_VALUE:
                 m.transitions.labels(p, state)
-            for receipt_status in ("delivered", "failed"):
+            for receipt_status in ("delivered", "failed", "unmatched"):
                 m.receipts.labels(p, receipt_status)
             for other in providers:
                 if other != p:
@@ -237,7 +240,9 @@ class MetricsSink:
         elif isinstance(event, DedupeChecked):
             self._per_scene[self._scene(event.scene)].dedupe[event.result].inc()
         elif isinstance(event, ReceiptReceived):
-            status = "delivered" if event.delivered else "failed"
+            status = (
+                "unmatched" if not event.matched else "delivered" if event.delivered else "failed"
+            )
             m.receipts.labels(event.provider, status).inc()
             if event.delay_s is not None:
                 m.receipt_delay.labels(event.provider).observe(event.delay_s)
