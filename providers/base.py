@@ -185,6 +185,9 @@ class Provider(Protocol):
     """
 
     kind: ClassVar[str]
+    # Whether the provider reports delivery at all (pushed or pulled receipts): a status page
+    # says "not supported" rather than "pending" for ever.
+    receipts: ClassVar[bool]
     name: str
     max_batch: int
 
@@ -258,6 +261,20 @@ def template_problem(template_text: str) -> str | None:
     return None
 
 
+# -- optional capabilities ---------------------------------------------------------------------
+# An adapter has one when it implements the protocol (checked by mypy where it is used, and
+# once per provider at start-up with isinstance). docs/adding-a-provider.md lists them.
+
+
+@runtime_checkable
+class BatchKeyed(Protocol):
+    """A provider that must split a batch further (Baofoo: one ``areaCode`` per request)."""
+
+    def batch_key(self, mobile: Mobile) -> str:
+        """Recipients with different keys never share a request."""
+        ...
+
+
 @runtime_checkable
 class ReportPuller(Protocol):
     """A provider with a delivery-report pull endpoint (v1 platform ``/report``)."""
@@ -267,17 +284,51 @@ class ReportPuller(Protocol):
     def parse_report(self, response: httpx.Response) -> list[DeliveryReport]: ...
 
 
-PUSH_PARSERS = ("parse_status_push", "parse_receipt_push")
+@runtime_checkable
+class InboundPuller(Protocol):
+    """A provider with a pull endpoint for replies (v1 platform ``/mo``)."""
+
+    def build_mo_request(self) -> httpx.Request: ...
+
+    def parse_mo(self, response: httpx.Response) -> list[InboundMessage]: ...
 
 
-def has_receipts(provider: object) -> bool:
-    """Whether ``provider`` reports delivery at all (pushed or pulled receipts).
+class Balance(Protocol):
+    """What a balance answer must say: what is left, in message parts."""
 
-    Declared on the adapter class as ``receipts: ClassVar[bool]`` (the three adapters do), so a
-    status page can say "not supported" instead of waiting for ever. An adapter that does not
-    declare it is judged by what it has: a pull (:class:`ReportPuller`) or a push parser.
-    """
-    declared = getattr(provider, "receipts", None)
-    if isinstance(declared, bool):
-        return declared
-    return isinstance(provider, ReportPuller) or any(hasattr(provider, n) for n in PUSH_PARSERS)
+    @property
+    def balance(self) -> float: ...
+
+
+@runtime_checkable
+class BalanceQuery(Protocol):
+    """A provider whose balance can be queried (v1 platform ``/queryBalance``)."""
+
+    def build_balance_request(self) -> httpx.Request: ...
+
+    def parse_balance(self, response: httpx.Response) -> Balance: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PushAck:
+    """How to answer a provider's push so that it stops retrying it."""
+
+    body: bytes = b"ok"
+    media_type: str = "text/plain"
+
+
+@runtime_checkable
+class PushReceiver(Protocol):
+    """A provider that pushes receipts or replies to ``/v1/callbacks/{provider}/{kind}``.
+
+    ``push_kinds`` names the kinds it sends (v1 platform: ``status``, ``mo``; Ronglian:
+    ``receipt``). ``parse_push`` raises :class:`ProviderResponseError` for a body it cannot
+    read (answered 400, so the provider retries)."""
+
+    push_kinds: ClassVar[frozenset[str]]
+
+    def parse_push(
+        self, kind: str, body: bytes, content_type: str
+    ) -> DeliveryReport | InboundMessage: ...
+
+    def push_ack(self, kind: str) -> PushAck: ...

@@ -1,4 +1,9 @@
-"""Sending a batch over HTTP and classifying what went wrong, the same way for every provider.
+"""The one place a provider HTTP exchange happens, and the one translation of what went wrong.
+
+Every exchange with a provider (sends, report and reply pulls, balance queries) goes through
+:func:`fetch`: it sends, reads the body, releases the connection, and turns every transport
+error into :class:`ProviderIOError` (a ``RouterError``) carrying the outcome class, as httpx's
+own ``map_exceptions`` does at its boundary. Nothing above this module sees an httpx error.
 
 The rule that keeps the router from double sending: an error is ``REJECTED`` (safe to fail over)
 only when the request provably never reached the provider, i.e. the connection was never
@@ -13,7 +18,22 @@ from typing import Protocol
 
 import httpx
 
-from providers.base import AttemptResult, Batch, ErrorClass, Fault, FaultKind, Provider, Verdict
+from providers.base import (
+    AttemptResult,
+    Balance,
+    BalanceQuery,
+    Batch,
+    DeliveryReport,
+    ErrorClass,
+    Fault,
+    FaultKind,
+    InboundMessage,
+    InboundPuller,
+    Provider,
+    ReportPuller,
+    Verdict,
+)
+from providers.errors import RouterError
 
 log = logging.getLogger("providers.http")
 
@@ -42,6 +62,56 @@ try:  # aiohttp is optional at the transport level; only used to refine its exce
 except ImportError:  # pragma: no cover
     _AIOHTTP_NOT_CONNECTED = ()
     _AIOHTTP_ANY = ()
+
+
+class ProviderIOError(RouterError):
+    """A provider exchange failed in transport. ``verdict`` says whether the request may have
+    reached the provider (REJECTED: never connected; UNKNOWN: it may have)."""
+
+    def __init__(self, verdict: Verdict, fault: Fault, what: str) -> None:
+        self.verdict, self.fault = verdict, fault
+        # The path and the error type only: URLs and bodies may hold credentials.
+        super().__init__(f"{what} failed: {fault.error_class.value} ({fault.detail})")
+
+
+async def fetch(
+    client: HttpClient, request: httpx.Request, *, timeout_s: float | None = None
+) -> httpx.Response:
+    """Send ``request``, read the whole body and release the connection. Raises
+    :class:`ProviderIOError` for any transport error; the caller parses the response.
+
+    ``timeout_s`` caps the exchange; the connect part keeps the client's own, shorter,
+    connect timeout."""
+    if timeout_s is not None:
+        connect = client.timeout.connect
+        request.extensions["timeout"] = httpx.Timeout(
+            timeout_s, connect=min(timeout_s, connect) if connect else timeout_s
+        ).as_dict()
+    try:
+        response = await client.send(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+    except httpx.HTTPError as exc:
+        verdict, fault = classify_exception(exc)
+        raise ProviderIOError(verdict, fault, request.url.path) from None
+    return response
+
+
+async def pull_reports(provider: ReportPuller, client: HttpClient) -> list[DeliveryReport]:
+    """Pending delivery reports; raises ProviderIOError or ProviderResponseError."""
+    return provider.parse_report(await fetch(client, provider.build_report_request()))
+
+
+async def pull_inbound(provider: InboundPuller, client: HttpClient) -> list[InboundMessage]:
+    """Pending replies (MO); raises ProviderIOError or ProviderResponseError."""
+    return provider.parse_mo(await fetch(client, provider.build_mo_request()))
+
+
+async def query_balance(provider: BalanceQuery, client: HttpClient) -> Balance:
+    """The account balance; raises ProviderIOError or ProviderResponseError."""
+    return provider.parse_balance(await fetch(client, provider.build_balance_request()))
 
 
 def classify_exception(exc: httpx.HTTPError) -> tuple[Verdict, Fault]:
@@ -134,18 +204,8 @@ async def send_batch(
         request = provider.build_request(batch)
     except Exception as exc:  # any build or encode failure: nothing was written anywhere
         return unbuildable(provider.name, batch, exc)
-    if timeout_s is not None:
-        connect = client.timeout.connect
-        request.extensions["timeout"] = httpx.Timeout(
-            timeout_s, connect=min(timeout_s, connect) if connect else timeout_s
-        ).as_dict()
     try:
-        response = await client.send(request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-    except httpx.HTTPError as exc:
-        verdict, fault = classify_exception(exc)
-        return AttemptResult.uniform(provider.name, batch, verdict, fault=fault)
+        response = await fetch(client, request, timeout_s=timeout_s)
+    except ProviderIOError as exc:
+        return AttemptResult.uniform(provider.name, batch, exc.verdict, fault=exc.fault)
     return provider.parse_response(batch, response)

@@ -37,6 +37,7 @@ from providers.base import (
     FaultKind,
     InboundMessage,
     Mobile,
+    PushAck,
     Rendered,
     RenderRequest,
     Verdict,
@@ -242,6 +243,17 @@ class RonglianProvider:
         kind = classify_code(code)
         error_class = ErrorClass.AUTH if kind is FaultKind.CREDENTIALS else ErrorClass.REFUSED
         return Fault(kind, error_class, code, detail)
+
+    push_kinds: ClassVar[frozenset[str]] = frozenset({"receipt"})
+
+    def parse_push(
+        self, kind: str, body: bytes, content_type: str
+    ) -> DeliveryReport | InboundMessage:
+        """A pushed ``/v1/callbacks/{name}/receipt`` body (see :meth:`parse_receipt_push`)."""
+        return self.parse_receipt_push(body)
+
+    def push_ack(self, kind: str) -> PushAck:
+        return PushAck(RECEIPT_ACK, RECEIPT_ACK_MEDIA_TYPE)
 
     def parse_receipt_push(self, body: bytes) -> DeliveryReport | InboundMessage:
         """An ``SMSArrived`` push (format unverified: secondary sources): a receipt

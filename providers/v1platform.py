@@ -34,13 +34,14 @@ from providers.base import (
     FaultKind,
     InboundMessage,
     Mobile,
+    PushAck,
     Rendered,
     RenderRequest,
     Verdict,
     render_content,
 )
 from providers.clock import Clock, SystemClock
-from providers.errors import MissingParamError, ProviderResponseError
+from providers.errors import MissingParamError
 from providers.http import malformed, status_fault
 from providers.settings import ProviderSettings, secret
 from providers.v1platform_pull import DELIVERED_CODES, PUSH_ACK_STATUS, Balance, parse_time
@@ -231,7 +232,7 @@ class V1PlatformProvider:
     def _auth(self) -> dict[str, str]:
         return {"account": self.settings.account, "pwd": self.settings.pwd()}
 
-    # -- pulls (pure builders and parsers, plus thin helpers over a client passed in) -------
+    # -- pulls (pure builders and parsers; providers.http performs the exchange) -------------
 
     def build_report_request(self) -> httpx.Request:
         """``POST /api/v1/report``: pending receipts (each handed out once)."""
@@ -257,36 +258,23 @@ class V1PlatformProvider:
         """The ``/queryBalance`` answer; raises ProviderResponseError."""
         return pull.parse_balance(response)
 
-    async def pull_reports(self, client: httpx.AsyncClient) -> list[DeliveryReport]:
-        """Fetch and parse pending receipts (recovers pushes that were lost)."""
-        return self.parse_report(await self._fetch(client, self.build_report_request()))
-
-    async def pull_mo(self, client: httpx.AsyncClient) -> list[InboundMessage]:
-        """Fetch and parse pending replies."""
-        return self.parse_mo(await self._fetch(client, self.build_mo_request()))
-
-    async def query_balance(self, client: httpx.AsyncClient) -> Balance:
-        """Fetch and parse the account balance."""
-        return self.parse_balance(await self._fetch(client, self.build_balance_request()))
-
     def _pull_request(self, path: str) -> httpx.Request:
         return httpx.Request("POST", f"{self._base}{path}", data=self._auth())
 
-    async def _fetch(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
-        try:
-            response = await client.send(request)
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        except httpx.HTTPError as exc:
-            # Only the path and the error type: the request body holds the replayable pwd.
-            raise ProviderResponseError(
-                f"{self.name}: {request.url.path} failed: {type(exc).__name__}"
-            ) from exc
-        return response
-
     # -- pushes (answer each with PUSH_ACK_STATUS) ------------------------------------------
+
+    push_kinds: ClassVar[frozenset[str]] = frozenset({"status", "mo"})
+
+    def parse_push(
+        self, kind: str, body: bytes, content_type: str
+    ) -> DeliveryReport | InboundMessage:
+        """A pushed ``/v1/callbacks/{name}/status`` or ``.../mo`` body."""
+        if kind == "status":
+            return self.parse_status_push(body, content_type)
+        return self.parse_mo_push(body, content_type)
+
+    def push_ack(self, kind: str) -> PushAck:
+        return PushAck()  # HTTP 200 is the acknowledgement (PUSH_ACK_STATUS)
 
     def parse_status_push(self, body: bytes, content_type: str) -> DeliveryReport:
         """A status push (JSON or form-encoded); raises ProviderResponseError naming a missing

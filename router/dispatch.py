@@ -12,84 +12,25 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 import anyio
-import httpx
 
-from policies.base import BreakerState, Policy, ProviderHealth, Ranking, RouteContext
-from providers.base import (
-    AttemptResult,
-    Batch,
-    DeliveryReport,
-    DeliveryStatus,
-    ErrorClass,
-    Provider,
-    Rendered,
-    ReportPuller,
-    Verdict,
-)
-from providers.http import HttpClient, send_batch
-from router.breaker import CircuitBreaker, Permit
+from policies.base import BreakerState, Ranking
+from providers.base import AttemptResult, Batch, ErrorClass, Verdict
+from providers.http import send_batch
+from router.breaker import Permit
 from router.clock import Clock
 from router.config import RouterSettings
-from router.errors import RouterError
-from router.events import (
-    AttemptFinished,
-    AttemptStarted,
-    EventBus,
-    FailoverTaken,
-    PanicSend,
-    ReceiptReceived,
-)
-from router.limits import FailoverBudget, RateLimiter
-from router.receipts import ReceiptBook, SentBatch, SentMemory, Settled, match
-from router.recipients import Tracker, chunked, unfinished
-from router.stats import SNAPSHOT_TTL_S, ProviderStats
+from router.events import AttemptFinished, AttemptStarted, EventBus, FailoverTaken, PanicSend
+from router.health import HealthView
+from router.intake import ReceiptIntake
+from router.limits import FailoverBudget
+from router.recipients import Tracker, unfinished
+from router.reconcile import Reconciler
+from router.runtime import ProviderRuntime, RouteJob, route_groups
 
 log = logging.getLogger("router.dispatch")
-RECONCILE_POLL_S = 0.2
-SENT_MEMORY = 100_000  # provider message ids remembered for receipt delay and trace links
-
-
-@dataclass(slots=True)
-class ProviderRuntime:
-    """Everything the engine keeps per provider account."""
-
-    provider: Provider
-    breaker: CircuitBreaker
-    limiter: anyio.CapacityLimiter
-    rate: RateLimiter | None
-    stats: ProviderStats
-    enabled: bool = True
-    client: HttpClient | None = None
-    pulls_reports: bool = False
-    trial_done: anyio.Event | None = None  # set when the current half-open trial ends
-
-    def __post_init__(self) -> None:
-        # isinstance against a runtime Protocol costs ~10 us: decide once.
-        self.pulls_reports = isinstance(self.provider, ReportPuller)
-
-    async def pull_reports(self) -> list[DeliveryReport]:
-        """Fetch pending delivery reports (v1 platform ``/report``); [] if unsupported."""
-        if not isinstance(self.provider, ReportPuller) or self.client is None:
-            return []
-        response = await self.client.send(self.provider.build_report_request())
-        await response.aread()
-        return self.provider.parse_report(response)
-
-
-@dataclass(frozen=True, slots=True)
-class RouteJob:
-    """One message's routing inputs."""
-
-    send_id: str
-    scene: str
-    renders: Mapping[str, Rendered]
-    draw: float
-    deadline: float  # monotonic time by which the send must be finished
-    parts: tuple[int, int] = (1, 1)  # SMS parts per recipient: (mainland, international)
 
 
 class Dispatcher:
@@ -97,22 +38,17 @@ class Dispatcher:
         self,
         settings: RouterSettings,
         runtimes: Mapping[str, ProviderRuntime],
-        policy: Policy,
+        health: HealthView,
+        reconciler: Reconciler,
+        intake: ReceiptIntake,
         events: EventBus,
         clock: Clock,
-        receipts: ReceiptBook,
     ) -> None:
         self.settings = settings
-        self.receipts = receipts
-        self._sent = SentMemory(max_ids=SENT_MEMORY)
-        self._health_cache: dict[tuple[object, ...], tuple[float, list[ProviderHealth]]] = {}
-        # Where pulled receipts go; the Router points this at its own recorder, which also
-        # shares the status through the state store.
-        self.record: Callable[[list[DeliveryReport]], Awaitable[list[DeliveryReport]]] = (
-            self._ingest_async
-        )
         self.runtimes = runtimes
-        self.policy = policy
+        self.health = health
+        self.reconciler = reconciler
+        self.intake = intake
         self.events = events
         self.clock = clock
         r = settings.resilience
@@ -122,102 +58,6 @@ class Dispatcher:
             minimum=r.failover_budget_min,
             window_s=r.failover_budget_window_s,
         )
-
-    # -- ranking ------------------------------------------------------------------------------
-
-    def health(self, job: RouteJob, sample: Tracker) -> list[ProviderHealth]:
-        """The policy's input. Rebuilt when anything it shows changes (breakers, switches,
-        what can carry this message), else at most every ``ProviderStats`` snapshot period:
-        it is on the per-message path."""
-        key = tuple(
-            (
-                rt.enabled,
-                rt.breaker.state,
-                rt.stats.version,
-                name in job.renders,
-                rt.provider.can_reach(sample.mobile),
-            )
-            for name, rt in self.runtimes.items()
-        )
-        now = self.clock.monotonic()
-        cached = self._health_cache.get(key)
-        if cached is not None and now - cached[0] <= SNAPSHOT_TTL_S:
-            return cached[1]
-        health = self._build_health(job, sample)
-        if len(self._health_cache) > 64:
-            self._health_cache.clear()
-        self._health_cache[key] = (now, health)
-        return health
-
-    def _build_health(self, job: RouteJob, sample: Tracker) -> list[ProviderHealth]:
-        out = []
-        for name, rt in self.runtimes.items():
-            s, stats = rt.provider.settings, rt.stats
-            accepted, delivered, latency = stats.rates()
-            out.append(
-                ProviderHealth(
-                    name=name,
-                    weight=s.weight,
-                    enabled=rt.enabled and s.enabled,
-                    breaker=rt.breaker.state,
-                    can_render=name in job.renders,
-                    region_ok=rt.provider.can_reach(sample.mobile),
-                    price_per_part=s.price_per_part,
-                    accepted_rate=accepted,
-                    delivery_rate=delivered,
-                    latency_s=latency,
-                    balance=stats.balance,
-                    spend_left=stats.spend_left(s.spend_limit),
-                )
-            )
-        return out
-
-    def rank(self, job: RouteJob, group: Sequence[Tracker]) -> Ranking:
-        parts = job.parts[0] if group[0].mobile.is_mainland else job.parts[1]
-        context = RouteContext(job.scene, recipients=len(group), parts=parts, draw=job.draw)
-        return self.policy.rank(context, self.health(job, group[0]))
-
-    def ingest(self, reports: Sequence[DeliveryReport], *, count: bool = True) -> list[Settled]:
-        """Settle receipts (pushed or pulled) per recipient; feeds reconciliation and delivery
-        rates. Returns the new ones: a recipient's second receipt (pushed twice, or pushed and
-        pulled) settles nothing. ``count=False`` leaves counting to the caller, which counts
-        only what the shared store says is new everywhere (:meth:`count_receipt`)."""
-        region = self.settings.default_region
-        fresh: list[Settled] = []
-        for report in reports:
-            sent = self._sent.get(report.provider, report.provider_message_id)
-            settled = self.receipts.settle(report, match(report, sent, region))
-            if settled is None:
-                continue
-            fresh.append(settled)
-            if count:
-                self.count_receipt(settled)
-        return fresh
-
-    def count_receipt(self, settled: Settled) -> None:
-        """Count one settled receipt, once: delivery rates, metrics, the receipt span."""
-        report = settled.report
-        delivered = report.status is DeliveryStatus.DELIVERED
-        rt = self.runtimes.get(report.provider)
-        if rt is not None:
-            rt.stats.receipt(delivered)
-        sent = self._sent.get(report.provider, report.provider_message_id)
-        delay = None
-        if sent is not None and report.at is not None:
-            delay = max(0.0, report.at.timestamp() - sent.at)
-        self.events.emit(
-            ReceiptReceived(
-                report.provider,
-                delivered,
-                report.status_code,
-                delay if settled.matched else None,
-                sent.send_id if sent is not None else None,
-                matched=settled.matched,
-            )
-        )
-
-    async def _ingest_async(self, reports: list[DeliveryReport]) -> list[DeliveryReport]:
-        return [s.report for s in self.ingest(reports)]
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -229,40 +69,17 @@ class Dispatcher:
                 break
             async with anyio.create_task_group() as tg:
                 for name, assigned in assignments.items():
-                    for chunk in _batches(self.runtimes[name].provider, assigned):
+                    for chunk in self.runtimes[name].batches(assigned):
                         tg.start_soon(self._attempt, job, name, chunk)
-            await self._reconcile(job, [t for t in trackers if t.awaiting is not None])
+            await self.reconciler.reconcile(job, [t for t in trackers if t.awaiting is not None])
             pending = unfinished(trackers)
-
-    async def _reconcile(self, job: RouteJob, waiting: list[Tracker]) -> None:
-        """Settle unknown attempts by pulling receipts until each has one or the window ends."""
-        if not waiting:
-            return
-        keys = {t.awaiting for t in waiting if t.awaiting is not None}
-        window = self.settings.resilience.reconcile_window_s
-        end = min(self.clock.monotonic() + window, job.deadline)
-        found: set[tuple[str, str]] = set()
-        while True:
-            for provider in {p for p, _ in keys - found}:
-                try:
-                    await self.record(await self.runtimes[provider].pull_reports())
-                except (httpx.HTTPError, RouterError) as exc:
-                    log.warning("receipt pull from %s failed: %s", provider, type(exc).__name__)
-            found = {k for k in keys if self.receipts.get(*k)}
-            remaining = end - self.clock.monotonic()
-            if found == keys or remaining <= 0:
-                break
-            await anyio.sleep(min(RECONCILE_POLL_S, remaining))
-        resend = self.settings.unknown_outcomes == "at_least_once"
-        for tracker in waiting:
-            tracker.reconciled(tracker.awaiting in found, resend_unknown=resend)
 
     def _assign(self, job: RouteJob, pending: list[Tracker]) -> dict[str, list[Tracker]]:
         """Give each pending recipient the best provider it has not tried yet."""
         assignments: dict[str, list[Tracker]] = defaultdict(list)
         moves: dict[tuple[str, str], list[Tracker]] = defaultdict(list)
         for group in route_groups(pending, self.runtimes):
-            ranking = self.rank(job, group)
+            ranking = self.health.rank(job, group)
             for tracker in group:
                 target = self._target(ranking, tracker)
                 if target is None:
@@ -327,7 +144,7 @@ class Dispatcher:
                 return
             await trial.wait()
         resend_unknown = self.settings.unknown_outcomes == "at_least_once"
-        reconcile = rt.pulls_reports and self.settings.resilience.reconcile_window_s > 0
+        reconcile = rt.puller is not None and self.settings.resilience.reconcile_window_s > 0
         by_mobile = {r.mobile.e164: r for r in result.recipients}
         for tracker in chunk:
             tracker.record(
@@ -343,7 +160,6 @@ class Dispatcher:
     ) -> tuple[str, AttemptResult]:
         name = rt.provider.name
         batch = Batch(uuid.uuid4().hex, tuple(t.mobile for t in chunk), job.renders[name])
-        assert rt.client is not None, "the Router is entered (async with) before sending"
         if permit.trial:
             rt.trial_done = anyio.Event()
         started: float | None = None
@@ -384,21 +200,9 @@ class Dispatcher:
         cost = rt.provider.settings.price_per_part * parts * accepted
         rt.stats.spent(cost, limited=rt.provider.settings.spend_limit is not None)
         if accepted:
-            self._remember_sent(job, result)
+            self.intake.remember_sent(job.send_id, result)
         self._emit_attempt(job, batch, result, duration, parts, cost)
         return batch.request_id, result
-
-    def _remember_sent(self, job: RouteJob, result: AttemptResult) -> None:
-        """When, in which send and to which numbers each provider message id went out:
-        receipt delay, trace links, and matching masked pulled receipts to their recipient."""
-        now = self.clock.now().timestamp()
-        by_id: dict[str, list[str]] = defaultdict(list)
-        for r in result.recipients:
-            if r.provider_message_id is not None and r.verdict is Verdict.ACCEPTED:
-                by_id[r.provider_message_id].append(r.mobile.e164)
-        for message_id, mobiles in by_id.items():
-            batch = SentBatch(now, job.send_id, tuple(mobiles))
-            self._sent.remember(result.provider, message_id, batch)
 
     def _emit_cut(self, job: RouteJob, provider: str, batch: Batch, duration_s: float) -> None:
         """An attempt cut short after it started: it may have reached the provider."""
@@ -450,31 +254,9 @@ class Dispatcher:
         )
 
 
-def route_groups(
-    trackers: Sequence[Tracker], runtimes: Mapping[str, ProviderRuntime]
-) -> list[list[Tracker]]:
-    """Recipients that the same providers can reach are ranked together."""
-    groups: dict[tuple[bool, ...], list[Tracker]] = defaultdict(list)
-    for t in trackers:
-        groups[tuple(rt.provider.can_reach(t.mobile) for rt in runtimes.values())].append(t)
-    return list(groups.values())
-
-
 def _unroutable_reason(ranking: Ranking) -> str:
     """Why no provider can carry a recipient, from the policy's exclusions."""
     if not ranking.excluded:
         return "no enabled provider can carry it"
     reasons = "; ".join(f"{e.name}: {e.reason}" for e in ranking.excluded)
     return f"no provider can carry it ({reasons})"
-
-
-def _batches(provider: Provider, trackers: list[Tracker]) -> list[list[Tracker]]:
-    """Chunks of at most ``max_batch``, never mixing recipients the provider must split
-    (e.g. Baofoo's one ``areaCode`` per request)."""
-    key_of: Callable[..., str] | None = getattr(provider, "batch_key", None)
-    if key_of is None:
-        return list(chunked(trackers, provider.max_batch))
-    by_key: dict[str, list[Tracker]] = defaultdict(list)
-    for t in trackers:
-        by_key[key_of(t.mobile)].append(t)
-    return [c for group in by_key.values() for c in chunked(group, provider.max_batch)]

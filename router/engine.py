@@ -25,14 +25,13 @@ from providers.base import (
     Provider,
     Rendered,
     RenderRequest,
-    has_receipts,
     render_content,
 )
 from providers.http import HttpClient
 from router.breaker import CircuitBreaker
 from router.clock import Clock, SystemClock
 from router.config import RouterSettings
-from router.dispatch import Dispatcher, ProviderRuntime, RouteJob, route_groups
+from router.dispatch import Dispatcher
 from router.errors import (
     EmptyContentError,
     IdempotencyConflictError,
@@ -52,7 +51,9 @@ from router.events import (
     SendRefused,
     SendStarted,
 )
+from router.health import HealthView
 from router.idempotency import KeyPolicy, Progress, send_idempotent
+from router.intake import ReceiptIntake
 from router.limits import RateLimiter
 from router.model import Message, RecipientStatus, SendResult
 from router.pollers import poll_balances, poll_receipts, replay_outbox, sync_breakers
@@ -65,6 +66,8 @@ from router.receipts import (
     shared_value,
 )
 from router.recipients import Recipients, Tracker, prepare_recipients
+from router.reconcile import Reconciler
+from router.runtime import ProviderRuntime, RouteJob, route_groups
 from router.state.base import StateStore
 from router.state.outbox import Outbox, PendingWrite
 from router.stats import ProviderStats
@@ -120,10 +123,14 @@ class Router:
         self.events = events or EventBus()
         self._rng = rng or random.Random()
         self.providers = dict(providers or build_providers(settings, self.clock))
-        self.runtimes = {name: self._runtime(name, p) for name, p in self.providers.items()}
-        self._owns_clients = clients is None
-        for name, client in (clients or {}).items():
-            self.runtimes[name].client = client
+        given = dict(clients or {})
+        self._owned_clients = {
+            n: self._client(p) for n, p in self.providers.items() if n not in given
+        }
+        all_clients = {**self._owned_clients, **given}
+        self.runtimes = {
+            name: self._runtime(name, p, all_clients[name]) for name, p in self.providers.items()
+        }
         self.store: StateStore = store or build_store(settings, self.clock)
         state = settings.state
         self.outbox = Outbox(
@@ -138,17 +145,32 @@ class Router:
         self.receipts = ReceiptBook()
         self._background: anyio.abc.TaskGroup | None = None
         self._recent: OrderedDict[str, SendResult] = OrderedDict()
-        self.dispatcher = Dispatcher(
-            settings,
+        self.health = HealthView(self.runtimes, policy or build_policy(settings), self.clock)
+        self.intake = ReceiptIntake(
             self.runtimes,
-            policy or build_policy(settings),
+            self.receipts,
             self.events,
             self.clock,
-            self.receipts,
+            default_region=settings.default_region,
         )
-        self.dispatcher.record = self.record_receipts
+        reconciler = Reconciler(
+            settings, self.runtimes, self.receipts, self.clock, record=self.record_receipts
+        )
+        self.dispatcher = Dispatcher(
+            settings, self.runtimes, self.health, reconciler, self.intake, self.events, self.clock
+        )
 
-    def _runtime(self, name: str, provider: Provider) -> ProviderRuntime:
+    def _client(self, provider: Provider) -> HttpClient:
+        """One long-lived client per provider (a new one costs ~38 ms of CPU)."""
+        s = provider.settings
+        return make_client(
+            self.settings.transport,
+            connect_timeout_s=s.connect_timeout_s,
+            timeout_s=s.timeout_s,
+            max_connections=s.concurrency,
+        )
+
+    def _runtime(self, name: str, provider: Provider, client: HttpClient) -> ProviderRuntime:
         s = provider.settings
 
         def changed(old: BreakerState, new: BreakerState) -> None:
@@ -160,29 +182,24 @@ class Router:
         rate = RateLimiter(self.clock, s.rate_limit_rps) if s.rate_limit_rps else None
         stats = ProviderStats(self.clock, spend_period_s=s.spend_period_s)
         limiter = anyio.CapacityLimiter(s.concurrency)
-        return ProviderRuntime(provider, breaker, limiter, rate, stats)
+        return ProviderRuntime(provider, client, breaker, limiter, rate, stats)
 
     async def __aenter__(self) -> Router:
-        if self._owns_clients:
-            for rt in self.runtimes.values():
-                s = rt.provider.settings
-                rt.client = make_client(
-                    self.settings.transport,
-                    connect_timeout_s=s.connect_timeout_s,
-                    timeout_s=s.timeout_s,
-                    max_connections=s.concurrency,
-                )
         # Background pulls live as long as the router; entered and left in the same task
         # (the sidecar's lifespan, SyncRouter's holder task, or the caller's async with).
         self._background = anyio.create_task_group()
         await self._background.__aenter__()
         if self.settings.receipt_poll_s:
             self._background.start_soon(
-                poll_receipts, self.dispatcher, self.settings.receipt_poll_s, self.record_receipts
+                poll_receipts, self.runtimes, self.settings.receipt_poll_s, self.record_receipts
             )
         if self.settings.state.breaker_sync_s:
             self._background.start_soon(
-                sync_breakers, self.store, self.runtimes, self.settings.state.breaker_sync_s
+                sync_breakers,
+                self.store,
+                self.runtimes,
+                self.settings.state.breaker_sync_s,
+                self.clock,
             )
         self._background.start_soon(replay_outbox, self.outbox, self.settings.state.outbox_flush_s)
         if self.settings.balance_poll_s:
@@ -214,12 +231,10 @@ class Router:
                 len(self.outbox),
             )
         await self.store.aclose()
-        if not self._owns_clients:
-            return
-        for rt in self.runtimes.values():
-            client, rt.client = rt.client, None
-            if client is not None:
-                await client.aclose()
+        for client in self._owned_clients.values():
+            # The aiohttp client reopens its session on next use; an httpx client cannot be
+            # reused once closed, so a Router with an httpx transport is entered once.
+            await client.aclose()
 
     # -- public API -------------------------------------------------------------------------
 
@@ -387,7 +402,7 @@ class Router:
         final status through the store, and count it once. Returns those counted here: a
         duplicate, the other path's receipt or one another instance took first counts nothing.
         """
-        fresh = self.dispatcher.ingest(reports, count=False)
+        fresh = self.intake.ingest(reports, count=False)
         ttl = self.settings.state.idempotency_ttl_s
         counted: list[DeliveryReport] = []
         for settled in fresh:
@@ -405,7 +420,7 @@ class Router:
                 log.warning("delivery status not shared: %s", exc)
                 first = True
             if first:
-                self.dispatcher.count_receipt(settled)
+                self.intake.count_receipt(settled)
                 counted.append(report)
         return counted
 
@@ -417,7 +432,7 @@ class Router:
         recipient), or ``not_supported`` for a provider without receipts. ``mobile`` is the
         recipient's number (E.164 or any form the router accepts)."""
         adapter = self.providers.get(provider)
-        if adapter is None or not has_receipts(adapter):
+        if adapter is None or not adapter.receipts:
             return Delivery(
                 DeliveryState.NOT_SUPPORTED, reason=f"{provider} gives no delivery receipts"
             )
@@ -441,7 +456,7 @@ class Router:
         rankings: dict[str, Ranking] = {}
         for group in route_groups(prepared.recipients.trackers, self.runtimes):
             label = "mainland" if group[0].mobile.is_mainland else "international"
-            rankings.setdefault(label, self.dispatcher.rank(job, group))
+            rankings.setdefault(label, self.health.rank(job, group))
         unrenderable = {
             name: "no rendering for this message (template-only provider, unapproved "
             "template, or missing template options)"

@@ -151,7 +151,7 @@ async def test_a_receipt_span_links_to_its_send(sandbox: RunningSandbox) -> None
             Message(mobiles=["13800000004"], scene="login_code", params={"code": "1"})
         )
         pulled = await router.runtimes[BACKUP].pull_reports()
-        router.dispatcher.ingest(pulled)
+        router.intake.ingest(pulled)
     [root] = [s for s in exporter.get_finished_spans() if s.name == "sms.send"]
     [receipt] = [s for s in exporter.get_finished_spans() if s.name == "sms.receipt"]
     assert [link.context.span_id for link in receipt.links] == [root.context.span_id]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,12 +16,19 @@ import pytest
 # Imported before any adapter module: router's package init builds the provider registry,
 # which imports the adapters; importing an adapter first is a cycle (see providers/registry.py).
 import router.errors
-from providers.base import Batch, DeliveryStatus, InboundMessage, Rendered
+from providers.base import Batch, DeliveryStatus, InboundMessage, Rendered, Verdict
 from providers.emulators import v1platform as emu
 from providers.emulators._common import FaultSettings
 from providers.emulators.server import ThreadedServer, free_port
-from providers.http import send_batch
+from providers.http import (
+    ProviderIOError,
+    pull_inbound,
+    pull_reports,
+    query_balance,
+    send_batch,
+)
 from providers.v1platform import Balance, V1PlatformProvider, V1PlatformSettings
+from router.errors import RouterError
 from router.mobile import normalise
 
 pytestmark = pytest.mark.anyio
@@ -211,9 +218,9 @@ async def test_pull_requests_are_form_posts_with_the_credentials(serve: Serve) -
     server = serve(emu.create_app())
     p = v1(server.url)
     async with httpx.AsyncClient() as client:
-        assert await p.pull_reports(client) == []
-        assert await p.pull_mo(client) == []
-        await p.query_balance(client)
+        assert await pull_reports(p, client) == []
+        assert await pull_inbound(p, client) == []
+        await query_balance(p, client)
     paths = [r.path for r in state_of(server).requests]
     assert paths == ["/api/v1/report", "/api/v1/mo", "/api/v1/queryBalance"]
     for req in state_of(server).requests:
@@ -228,8 +235,8 @@ async def test_report_pull_drains_and_masks(serve: Serve) -> None:
     b = await send(p, "13800138000", "13900139000")
     assert {r.ext_no for r in state_of(server).receipts} == {"7"}  # the send's extNo
     async with httpx.AsyncClient() as client:
-        reports = await p.pull_reports(client)
-        again = await p.pull_reports(client)
+        reports = await pull_reports(p, client)
+        again = await pull_reports(p, client)
     assert sorted((r.mobile, r.status_code, r.status) for r in reports) == [
         ("138****8000", "DELIVER", DeliveryStatus.DELIVERED),  # the pull document's spelling
         ("139****9000", "UNDELIV", DeliveryStatus.FAILED),
@@ -245,7 +252,7 @@ async def test_receipts_are_pullable_only_once_due(serve: Serve) -> None:
     p = v1(server.url)
     await send(p, "13800138000")
     async with httpx.AsyncClient() as client:
-        assert await p.pull_reports(client) == []
+        assert await pull_reports(p, client) == []
     assert len(state_of(server).receipts) == 1  # still pending, not lost
 
 
@@ -253,13 +260,13 @@ async def test_balance_is_billed_per_mobile_per_part(serve: Serve) -> None:
     server = serve(emu.create_app(balance=100))
     p = v1(server.url)
     async with httpx.AsyncClient() as client:
-        assert await p.query_balance(client) == Balance(100, 0, "预付")
+        assert await query_balance(p, client) == Balance(100, 0, "预付")
         await send(p, "13800138000", "13900139000", content="长" * 70)  # 1 part each
-        assert (await p.query_balance(client)).balance == 98
+        assert (await query_balance(p, client)).balance == 98
         await send(p, "13800138000", "13900139000", content="长" * 71)  # 2 parts each
-        assert (await p.query_balance(client)).balance == 94
+        assert (await query_balance(p, client)).balance == 94
         await client.put(f"{server.url}/_emulator/v1/settings", json={"balance": 7})
-        assert (await p.query_balance(client)).balance == 7
+        assert (await query_balance(p, client)).balance == 7
 
 
 async def test_mo_pull(serve: Serve) -> None:
@@ -271,8 +278,8 @@ async def test_mo_pull(serve: Serve) -> None:
             json={"mobile": "13800138000", "content": "退订", "extNo": "12"},
         )
         assert injected.status_code == 200
-        [reply] = await p.pull_mo(client)
-        assert await p.pull_mo(client) == []
+        [reply] = await pull_inbound(p, client)
+        assert await pull_inbound(p, client) == []
     assert (reply.mobile, reply.content, reply.ext_no) == ("13800138000", "退订", "12")
     assert reply.at is not None and reply.at.tzinfo is not None
 
@@ -281,21 +288,30 @@ async def test_pull_failures_raise_without_secrets(serve: Serve) -> None:
     server = serve(emu.create_app(password="another-pass"))
     p = v1(server.url)
     down = v1(f"http://127.0.0.1:{free_port()}")
-    errors: list[ProviderResponseError] = []
+    errors: list[RouterError] = []
     async with httpx.AsyncClient() as client:
-        for call in (p.pull_reports, p.pull_mo, p.query_balance, down.query_balance):
-            with pytest.raises(ProviderResponseError) as info:
-                await call(client)
+        calls: list[Callable[[], Awaitable[object]]] = [
+            lambda: pull_reports(p, client),
+            lambda: pull_inbound(p, client),
+            lambda: query_balance(p, client),
+            lambda: query_balance(down, client),
+        ]
+        for call in calls:
+            with pytest.raises(RouterError) as info:
+                await call()
             errors.append(info.value)
         state_of(server).set_faults(FaultSettings(outage=True))
         with pytest.raises(ProviderResponseError, match="answered HTTP 503"):
-            await p.pull_reports(client)
+            await pull_reports(p, client)
     assert [str(e) for e in errors[:3]] == [
         "/report refused with code '01'",
         "/mo refused with code '01'",
         "/queryBalance refused with code '01'",
     ]
-    assert str(errors[3]) == "v1: /api/v1/queryBalance failed: ConnectError"
+    assert all(isinstance(e, ProviderResponseError) for e in errors[:3])
+    # A transport failure is told apart: it never connected, so it provably sent nothing.
+    assert isinstance(errors[3], ProviderIOError) and errors[3].verdict is Verdict.REJECTED
+    assert str(errors[3]) == "/api/v1/queryBalance failed: connect (ConnectError)"
     for error in errors:
         assert PWD not in str(error) and PASSWORD not in str(error)
 
@@ -304,4 +320,4 @@ async def test_pulls_draw_no_send_fault(serve: Serve) -> None:
     server = serve(emu.create_app())
     state_of(server).set_faults(FaultSettings(http_5xx_rate=1.0))
     async with httpx.AsyncClient() as client:
-        assert await v1(server.url).pull_reports(client) == []  # seeded send faults unaffected
+        assert await pull_reports(v1(server.url), client) == []  # seeded send faults unaffected

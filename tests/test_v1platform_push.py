@@ -25,7 +25,7 @@ import router.errors
 from providers.base import Batch, DeliveryStatus, InboundMessage, Rendered, Verdict
 from providers.emulators import v1platform as emu
 from providers.emulators.server import ThreadedServer
-from providers.http import send_batch
+from providers.http import pull_inbound, pull_reports, send_batch
 from providers.v1platform import PUSH_ACK_STATUS, V1PlatformProvider, V1PlatformSettings
 from router.mobile import normalise
 
@@ -164,7 +164,7 @@ async def test_dropped_push_is_recovered_by_pull(serve: Serve) -> None:
             json={"callback_url": f"{hook.url}/status", "drop_pushes": True},
         )
         lost = await send(p, "13800138000")
-        [recovered] = await p.pull_reports(client)
+        [recovered] = await pull_reports(p, client)
         assert (recovered.provider_message_id, recovered.status_code) == (
             lost.request_id,
             "DELIVER",
@@ -188,7 +188,7 @@ async def test_failed_push_is_not_consumed(serve: Serve) -> None:
     b = await send(p, "13800138000")
     await receiver.wait_for(1)
     async with httpx.AsyncClient() as client:
-        [report] = await p.pull_reports(client)
+        [report] = await pull_reports(p, client)
     assert report.provider_message_id == b.request_id
 
 
@@ -205,7 +205,7 @@ async def test_mo_push_and_pull(serve: Serve) -> None:
         await receiver.wait_for(1)
         [(path, body, ctype)] = receiver.got
         pushed = p.parse_mo_push(body, ctype)
-        [pulled] = await p.pull_mo(client)
+        [pulled] = await pull_inbound(p, client)
     assert path == "/mo"
     assert (pushed.mobile, pushed.content, pushed.ext_no) == ("13800138000", "退订", None)
     assert pulled == pushed  # the same reply, by either path

@@ -9,7 +9,6 @@ guarded by a per-provider shared-secret token in the URL and an optional IP allo
 from __future__ import annotations
 
 import hmac
-import importlib
 import ipaddress
 import logging
 from collections import deque
@@ -52,20 +51,13 @@ class Callbacks:
         denied = self._denied(request, provider)
         if denied is not None:
             return denied
-        adapter = self.router.providers[provider]
+        receiver = self.router.runtimes[provider].pushes
+        if receiver is None or kind not in receiver.push_kinds:
+            return Response(f"{provider} has no {kind} callback", status_code=404)
         body = await request.body()
         content_type = request.headers.get("content-type", "")
         try:
-            if kind == "status" and hasattr(adapter, "parse_status_push"):
-                parsed: DeliveryReport | InboundMessage = adapter.parse_status_push(
-                    body, content_type
-                )
-            elif kind == "mo" and hasattr(adapter, "parse_mo_push"):
-                parsed = adapter.parse_mo_push(body, content_type)
-            elif kind == "receipt" and hasattr(adapter, "parse_receipt_push"):
-                parsed = adapter.parse_receipt_push(body)
-            else:
-                return Response(f"{provider} has no {kind} callback", status_code=404)
+            parsed = receiver.parse_push(kind, body, content_type)
         except ProviderResponseError as exc:
             log.warning("provider=%s callback=%s rejected: %s", provider, kind, exc)
             return Response(str(exc), status_code=400)
@@ -73,6 +65,5 @@ class Callbacks:
             await self.router.record_receipts([parsed])
         else:
             self.inbound.append(parsed)
-        module = importlib.import_module(type(adapter).__module__)
-        ack = getattr(module, "RECEIPT_ACK", None) if kind == "receipt" else None
-        return Response(ack or b"ok", media_type="application/json" if ack else "text/plain")
+        ack = receiver.push_ack(kind)
+        return Response(ack.body, media_type=ack.media_type)
