@@ -19,7 +19,7 @@ import anyio
 from benchmarks.emulators import emulators
 from benchmarks.stats import percentile, table, write_result
 from router import Message, Router, RouterSettings
-from router.sandbox import Sandbox, sandbox_settings
+from router.sidecar.sandbox import Sandbox, sandbox_settings
 
 
 def settings_for(urls: dict[str, str]) -> RouterSettings:

@@ -31,7 +31,7 @@ from benchmarks.emulators import emulators
 from benchmarks.stats import cpu_seconds, percentile, table, write_result
 from router import Message, Router, RouterSettings
 from router.events import EventBus
-from router.sandbox import Sandbox, sandbox_settings
+from router.sidecar.sandbox import Sandbox, sandbox_settings
 from router.telemetry import MetricsSink, TracingSink
 
 FORM = {

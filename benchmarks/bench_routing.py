@@ -23,7 +23,7 @@ from benchmarks.stats import table, write_result
 from router import Message, Router
 from router.mobile import normalise
 from router.runtime import RouteJob
-from router.sandbox import Sandbox, sandbox_settings
+from router.sidecar.sandbox import Sandbox, sandbox_settings
 
 URLS = {name: "http://127.0.0.1:9" for name in ("baofoo", "v1platform", "ronglian")}
 

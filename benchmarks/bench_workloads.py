@@ -25,7 +25,7 @@ import httpx
 from benchmarks.emulators import emulators
 from benchmarks.stats import cpu_seconds, peak_rss_mb, percentile, table, write_result
 from router import Message, RecipientStatus, Router, RouterSettings
-from router.sandbox import Sandbox, sandbox_settings
+from router.sidecar.sandbox import Sandbox, sandbox_settings
 
 LIMITS = {"baofoo": 200, "v1platform": 3000, "ronglian": 200}
 SEND_PATHS = {"baofoo": "/sendSms", "v1platform": "/api/v1/send", "ronglian": "/TemplateSMS"}

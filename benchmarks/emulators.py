@@ -19,7 +19,7 @@ import anyio
 import httpx
 
 from providers.emulators.server import free_port
-from router.sandbox import create_sandbox, run_sandbox
+from router.sidecar.sandbox import create_sandbox, run_sandbox
 
 NAMES = ("baofoo", "v1platform", "ronglian")
 

@@ -11,7 +11,7 @@ from providers.emulators._common import EmulatorState, RecordedRequest
 from providers.emulators.server import ThreadedServer, free_port
 from router.config import RouterSettings
 from router.engine import Router
-from router.sandbox import Sandbox, create_sandbox, sandbox_settings
+from router.sidecar.sandbox import Sandbox, create_sandbox, sandbox_settings
 
 # Where each emulator's send request carries its mobiles.
 MOBILE_FIELDS = {"baofoo": "mobile", "v1platform": "mobiles", "ronglian": "to"}

@@ -71,7 +71,7 @@ async def _drain_on_signal(app: Starlette, server: uvicorn.Server, grace_s: floa
 async def _start_sandbox(
     tg: anyio.abc.TaskGroup, host: str | None, port: int | None
 ) -> RouterSettings:
-    from router.sandbox import create_sandbox, run_sandbox, sandbox_settings
+    from router.sidecar.sandbox import create_sandbox, run_sandbox, sandbox_settings
 
     box = create_sandbox()
     await run_sandbox(box, tg)

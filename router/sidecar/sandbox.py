@@ -1,4 +1,5 @@
-"""The embedded sandbox: the three provider emulators on loopback and settings that use them.
+"""The sidecar's sandbox (demo and test support, not the engine): the three provider emulators
+on loopback and settings that use them.
 
 ``python -m router serve --sandbox`` runs these in the sidecar's own event loop, so a newcomer
 sees the router route real HTTP traffic without any provider account.
