@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -28,6 +28,7 @@ from providers.base import (
     render_content,
 )
 from providers.http import HttpClient
+from router.bounded import BoundedCache
 from router.breaker import CircuitBreaker
 from router.clock import Clock, SystemClock
 from router.config import RouterSettings
@@ -75,7 +76,11 @@ from router.transport import make_client
 from router.wiring import build_policy, build_providers, build_store
 
 log = logging.getLogger("router.engine")
+# Recent results for GET /v1/messages/{id}: bounded by count, bytes (a broadcast result holds
+# one outcome per recipient, ~300 bytes each) and age.
 RECENT_RESULTS = 10_000
+RECENT_BYTES = 32 * 1024 * 1024
+RECENT_TTL_S = 3600.0
 _UNSENT = frozenset({RecipientStatus.REJECTED, RecipientStatus.UNROUTABLE})
 
 
@@ -142,9 +147,15 @@ class Router:
             wait_s=settings.send_deadline_s + 5,
             commit_retry_s=min(state.commit_retry_s, settings.send_deadline_s),
         )
-        self.receipts = ReceiptBook()
+        self.receipts = ReceiptBook(self.clock)
         self._background: anyio.abc.TaskGroup | None = None
-        self._recent: OrderedDict[str, SendResult] = OrderedDict()
+        self._recent: BoundedCache[str, SendResult] = BoundedCache(
+            self.clock,
+            max_entries=RECENT_RESULTS,
+            max_bytes=RECENT_BYTES,
+            ttl_s=RECENT_TTL_S,
+            size_of=lambda r: 400 + 300 * len(r.recipients),
+        )
         self.health = HealthView(self.runtimes, policy or build_policy(settings), self.clock)
         self.intake = ReceiptIntake(
             self.runtimes,
@@ -393,9 +404,7 @@ class Router:
             return False
 
     def _remember(self, result: SendResult) -> None:
-        self._recent[result.message_id] = result
-        while len(self._recent) > RECENT_RESULTS:
-            self._recent.popitem(last=False)
+        self._recent.put(result.message_id, result)
 
     async def record_receipts(self, reports: list[DeliveryReport]) -> list[DeliveryReport]:
         """Take receipts (pushed or pulled): settle each on its recipient, share the first

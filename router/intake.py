@@ -29,7 +29,7 @@ class ReceiptIntake:
         self.events = events
         self.clock = clock
         self.default_region = default_region
-        self._sent = SentMemory(max_ids=SENT_MEMORY)
+        self._sent = SentMemory(clock, max_ids=SENT_MEMORY)
 
     def ingest(self, reports: Sequence[DeliveryReport], *, count: bool = True) -> list[Settled]:
         """Settle receipts (pushed or pulled) per recipient; feeds reconciliation and delivery

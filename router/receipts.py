@@ -15,12 +15,13 @@ provider took the batch. Everything here is bounded; the oldest ids are dropped 
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from providers.base import DeliveryReport
 from providers.errors import InvalidMobileError
 from providers.mobile import normalise
+from router.bounded import BoundedCache
+from router.clock import Clock
 
 UNMATCHED = "?"  # prefix of the key of a receipt that names no single recipient
 
@@ -65,27 +66,29 @@ class SentBatch:
 
 class SentMemory:
     """When, in which send and to which numbers each provider message id went out. Bounded by
-    ids and by numbers kept (a 3000-number batch costs 3000 strings, not one entry)."""
+    ids, by bytes (a 3000-number batch costs 3000 strings, not one entry) and by age: receipts
+    come within a day or two, and the v1 pull never hands out older ones."""
 
-    def __init__(self, max_ids: int = 100_000, max_numbers: int = 300_000) -> None:
-        self._max_ids, self._max_numbers = max_ids, max_numbers
-        self._by_id: OrderedDict[tuple[str, str], SentBatch] = OrderedDict()
-        self._numbers = 0
+    def __init__(
+        self,
+        clock: Clock,
+        max_ids: int = 100_000,
+        max_bytes: int = 16 * 1024 * 1024,
+        ttl_s: float = 3 * 86_400.0,
+    ) -> None:
+        self._by_id: BoundedCache[tuple[str, str], SentBatch] = BoundedCache(
+            clock,
+            max_entries=max_ids,
+            max_bytes=max_bytes,
+            ttl_s=ttl_s,
+            size_of=lambda b: 250 + 80 * len(b.mobiles),
+        )
 
     def __len__(self) -> int:
         return len(self._by_id)
 
     def remember(self, provider: str, message_id: str, batch: SentBatch) -> None:
-        old = self._by_id.pop((provider, message_id), None)
-        if old is not None:
-            self._numbers -= len(old.mobiles)
-        self._by_id[(provider, message_id)] = batch
-        self._numbers += len(batch.mobiles)
-        while len(self._by_id) > self._max_ids or (
-            self._numbers > self._max_numbers and len(self._by_id) > 1
-        ):
-            _, dropped = self._by_id.popitem(last=False)
-            self._numbers -= len(dropped.mobiles)
+        self._by_id.put((provider, message_id), batch)
 
     def get(self, provider: str, message_id: str) -> SentBatch | None:
         return self._by_id.get((provider, message_id))
@@ -153,21 +156,29 @@ class _Entry:
 
 
 class ReceiptBook:
-    """Receipts this instance has settled, per provider message id (bounded)."""
+    """Receipts this instance has settled, per provider message id (bounded by ids, bytes and
+    age, like :class:`SentMemory`)."""
 
-    def __init__(self, max_ids: int = 100_000, max_receipts: int = 300_000) -> None:
-        self._max_ids, self._max_receipts = max_ids, max_receipts
-        self._by_id: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
-        self._receipts = 0
+    def __init__(
+        self,
+        clock: Clock,
+        max_ids: int = 100_000,
+        max_bytes: int = 16 * 1024 * 1024,
+        ttl_s: float = 3 * 86_400.0,
+    ) -> None:
+        self._by_id: BoundedCache[tuple[str, str], _Entry] = BoundedCache(
+            clock,
+            max_entries=max_ids,
+            max_bytes=max_bytes,
+            ttl_s=ttl_s,
+            size_of=lambda e: 300 + 400 * (len(e.final) + len(e.ambiguous)),
+        )
 
     def settle(self, report: DeliveryReport, found: Match) -> Settled | None:
         """Record ``report`` for its recipient; None when that recipient is already final
         (a duplicate, or the other path's receipt): the first final status stays."""
         batch = (report.provider, report.provider_message_id)
-        entry = self._by_id.get(batch)
-        if entry is None:
-            entry = self._by_id[batch] = _Entry()
-        self._by_id.move_to_end(batch)
+        entry = self._by_id.get(batch) or _Entry()
         # A masked receipt fitting n recipients may be any of n distinct receipts that read
         # the same (the pull hands each out once): n slots, so none is lost as a duplicate.
         slots = [found.recipient]
@@ -176,7 +187,6 @@ class ReceiptBook:
         if key is None:
             return None
         entry.final[key] = report
-        self._receipts += 1
         if found.reason is not None:
             entry.reasons[key] = found.reason
             for candidate in found.candidates:
@@ -184,15 +194,8 @@ class ReceiptBook:
                     entry.ambiguous[candidate] = found.reason
         else:
             entry.ambiguous.pop(found.recipient, None)
-        self._trim()
+        self._by_id.put(batch, entry)  # re-put: newest last, its size counted again
         return Settled(report, key, found.reason)
-
-    def _trim(self) -> None:
-        while len(self._by_id) > self._max_ids or (
-            self._receipts > self._max_receipts and len(self._by_id) > 1
-        ):
-            _, dropped = self._by_id.popitem(last=False)
-            self._receipts -= len(dropped.final)
 
     def get(self, provider: str, provider_message_id: str) -> list[DeliveryReport]:
         """Every receipt seen for the id, matched or not (any one proves acceptance)."""

@@ -6,6 +6,7 @@ then uvicorn stops accepting and lets in-flight sends finish within ``server.dra
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 
@@ -51,6 +52,11 @@ async def serve(
             )
         )
         tg.start_soon(_drain_on_signal, app, server, settings.server.readiness_grace_s)
+        # Everything built so far (modules, settings, adapters, metric children) lives as long
+        # as the process: move it out of the collector's generations, so full collections
+        # under sustained load walk only what sends create.
+        gc.collect()
+        gc.freeze()
         log.info("sidecar listening on http://%s:%d", host, port)
         # _serve: our own signal handling (readiness first), not uvicorn's.
         await server._serve()

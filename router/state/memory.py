@@ -1,4 +1,9 @@
-"""In-memory state store: one process, bounded, expiring on an injected clock."""
+"""In-memory state store: one process, bounded, expiring on an injected clock.
+
+Idempotency records are bounded by count, by bytes (``max_bytes``, payloads included) and by
+their TTL; past a bound the oldest keys are forgotten first (a retry of a forgotten key sends
+again): size ``max_bytes`` for your keyed traffic per TTL, or use Redis.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +24,25 @@ class _Record:
     payload: bytes | None = None  # set once committed
     owner: str | None = None  # the token that committed it (a retried commit is a no-op)
 
+    @property
+    def size(self) -> int:
+        return RECORD_OVERHEAD + len(self.payload or b"")
+
+
+RECORD_OVERHEAD = 250  # bytes per record besides its payload: key, fingerprint, token, entry
+
 
 class MemoryStateStore:
-    def __init__(self, clock: Clock | None = None, max_entries: int = 100_000) -> None:
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        max_entries: int = 100_000,
+        max_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         self._clock = clock or SystemClock()
         self._max = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._records: OrderedDict[str, _Record] = OrderedDict()
         self._marks: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
         self._open: dict[str, float] = {}
@@ -35,9 +54,33 @@ class MemoryStateStore:
     def _live(self, key: str) -> _Record | None:
         record = self._records.get(key)
         if record is not None and record.expires <= self._now():
-            del self._records[key]
+            self._drop(key)
             return None
         return record
+
+    def _drop(self, key: str) -> None:
+        record = self._records.pop(key, None)
+        if record is not None:
+            self._bytes -= record.size
+
+    def _add(self, key: str, record: _Record) -> None:
+        self._drop(key)
+        self._records[key] = record
+        self._bytes += record.size
+        self._trim()
+
+    def _trim(self) -> None:
+        """Oldest first: expired records, then any over the count or byte bound."""
+        records, now = self._records, self._now()
+        while records:
+            key, oldest = next(iter(records.items()))
+            if (
+                oldest.expires > now
+                and len(records) <= self._max
+                and self._bytes <= self._max_bytes
+            ):
+                return
+            self._drop(key)
 
     async def reserve(
         self, key: str, fingerprint: str, lease_s: float, *, token: str = ""
@@ -50,10 +93,7 @@ class MemoryStateStore:
                 return Done(record.payload)
             return InProgress()
         token = token or secrets.token_hex(16)
-        self._records[key] = _Record(fingerprint, self._now() + lease_s, token=token)
-        self._records.move_to_end(key)
-        while len(self._records) > self._max:
-            self._records.popitem(last=False)
+        self._add(key, _Record(fingerprint, self._now() + lease_s, token=token))
         return Acquired(token)
 
     async def commit(
@@ -63,17 +103,18 @@ class MemoryStateStore:
         if record is not None and record.owner == token:
             return True
         if record is None and fingerprint:
-            record = self._records[key] = _Record(fingerprint, 0.0)
+            record = _Record(fingerprint, 0.0)
         elif record is None or record.token != token:
             return False
         record.payload, record.token, record.owner = payload, None, token
         record.expires = self._now() + ttl_s
+        self._add(key, record)  # newest last, its payload counted
         return True
 
     async def release(self, key: str, token: str) -> None:
         record = self._live(key)
         if record is not None and record.token == token:
-            del self._records[key]
+            self._drop(key)
 
     async def throttle(
         self,

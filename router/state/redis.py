@@ -162,7 +162,8 @@ class RedisStateStore:
     def _late(self, what: str) -> StateStoreError:
         return StateStoreError(
             f"Redis at {self._where} refused a late {what}: it arrived after its valid-until "
-            "time; check that this host's clock agrees with Redis' (state.clock_skew_s).",
+            "time (delayed by an overloaded host or network, or this host's clock disagrees "
+            "with Redis' by more than state.clock_skew_s).",
             operation=what,
         )
 

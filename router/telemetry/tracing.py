@@ -52,7 +52,10 @@ class TracingSink:
                 kind=SpanKind.INTERNAL,
                 attributes={"sms.scene": event.scene, "sms.recipients": event.recipients},
             )
-            _put(self._sends, event.send_id, span, MAX_OPEN_SPANS)
+            # Unsampled sends keep nothing: no entry, no attempt spans, no receipt link. At 1%
+            # sampling that is 99% of sends retaining nothing for tracing.
+            if span.is_recording():
+                _put(self._sends, event.send_id, span, MAX_OPEN_SPANS)
         elif isinstance(event, AttemptStarted):
             self._attempt_started(event)
         elif isinstance(event, AttemptFinished):
@@ -66,10 +69,11 @@ class TracingSink:
 
     def _attempt_started(self, event: AttemptStarted) -> None:
         parent = self._sends.get(event.send_id)
-        context = trace.set_span_in_context(parent) if parent is not None else None
+        if parent is None:  # an unsampled send: its attempts are not traced either
+            return
         span = self._tracer.start_span(
             "sms.attempt",
-            context=context,
+            context=trace.set_span_in_context(parent),
             kind=SpanKind.CLIENT,
             attributes={"sms.provider": event.provider, "sms.batch_size": event.batch_size},
         )
