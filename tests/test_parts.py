@@ -66,9 +66,44 @@ def test_signature_is_the_same_as_prefixing(text: str, sig: str) -> None:
     assert count_parts(text, signature=sig) == count_parts(sig + text)
 
 
-@given(st.integers(1, 2000))
-def test_parts_match_the_closed_form(n: int) -> None:
-    mainland = count_parts(CN * n)
-    assert mainland == (1 if n <= 70 else -(-n // 67))
-    gsm = count_parts("a" * n, mainland=False)
-    assert gsm == (1 if n <= 160 else -(-n // 153))
+# The standards' own numbers (3GPP TS 23.040 / 23.038): one SMS carries 140 octets; a part of a
+# concatenated message gives 6 of them to the user data header (IEI 00, 8-bit reference).
+OCTETS, UDH = 140, 6
+
+
+def test_limits_follow_from_the_octets() -> None:
+    assert (OCTETS * 8 // 7, (OCTETS - UDH) * 8 // 7) == (160, 153)  # GSM-7 septets
+    assert (OCTETS // 2, (OCTETS - UDH) // 2) == (70, 67)  # UCS-2 code units
+    assert count_parts("a" * 459, mainland=False) == 3  # 3 * 153
+    assert count_parts("a" * 460, mainland=False) == 4
+    assert count_parts(CN * 201) == 3  # 3 * 67
+    assert count_parts(CN * 202) == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "parts"),
+    [
+        (CN * 64, 1),  # 6 + 64 = 70: one part
+        (CN * 65, 2),  # 71: two parts of 67
+        (CN * 128, 2),  # 134 = 2 * 67
+        (CN * 129, 3),  # 135
+        ("a" * 64, 1),  # Latin counts one on the mainland as well
+        ("a" * 65, 2),
+    ],
+)
+def test_the_mainland_signature_is_part_of_the_length(body: str, parts: int) -> None:
+    assert count_parts(body, signature=SIG) == parts
+    info = segment_info(body, signature=SIG)
+    assert info.units == len(SIG) + len(body)
+    assert info.per_part == (70 if parts == 1 else 67)
+
+
+@given(st.integers(1, 2000), st.sampled_from([(CN, True), ("a", True), ("a", False)]))
+def test_parts_hold_the_text_and_grow_with_it(n: int, unit: tuple[str, bool]) -> None:
+    char, mainland = unit
+    info = segment_info(char * n, mainland=mainland)
+    assert info.units == n
+    assert info.parts * info.per_part >= n  # every unit fits
+    assert (info.parts - 1) * info.per_part < n  # and no part is wasted
+    assert info.per_part in ((70, 67) if info.encoding != "gsm7" else (160, 153))
+    assert count_parts(char * (n + 1), mainland=mainland) >= info.parts  # monotone

@@ -134,9 +134,13 @@ def test_every_expression_returns_data_and_the_sli_falls(
     sandbox, sidecar, prom = stack
     # Counters must be scraped at zero before the load, or a rate has nothing to compare.
     assert eventually(prom, 'up{job="sms-router"} == 1')
-    time.sleep(1.5)
+    series = 'smsrouter_send_recipients_total{status="accepted"}'
+    accepted = f"sum({series})"
+    # Two real scrapes at zero, so a rate over the load has a baseline.
+    assert eventually(prom, f"min(count_over_time({series}[5m])) >= 2 and {accepted} == 0")
     send_load(sidecar, 60, 0)
-    time.sleep(3)  # a few scrapes and rule evaluations
+    assert eventually(prom, f"{accepted} > 0")  # the load is scraped...
+    assert eventually(prom, "smsrouter:availability_errors:ratio_rate5m >= 0")  # ...and rated
     assert sli(prom) == 1.0
     # One provider starts failing: half its answers are 5xx (unknown: never re-sent).
     sandbox.state("baofoo").set_faults(FaultSettings(http_5xx_rate=0.5, seed=1))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,14 @@ def receipts_of(url: str, message_id: str, deadline_s: float = 10) -> list[Any]:
         if receipts or time.monotonic() > deadline:
             return receipts
         time.sleep(0.1)
+
+
+def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Poll ``condition`` until it holds; fail once ``timeout_s`` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
 
 
 def route_to(url: str, provider: str) -> None:
@@ -106,32 +115,29 @@ def test_callbacks_refuse_what_they_should(
     assert answer.status_code == status, answer.text
 
 
+def delivered_receipts(url: str) -> float:
+    """The sidecar's delivered-receipt counter for v1platform (0 before the first one)."""
+    metrics = httpx.get(f"{url}/metrics", timeout=5).text
+    prefix = 'smsrouter_receipts_total{provider="v1platform",status="delivered"}'
+    lines = [x for x in metrics.splitlines() if x.startswith(prefix)]
+    assert len(lines) <= 1, lines
+    return float(lines[0].split()[-1]) if lines else 0.0
+
+
 def test_a_receipt_pushed_twice_counts_once(running: str) -> None:
     push = {
-        "sendId": "task-x",
+        "sendId": f"task-{uuid.uuid4().hex}",  # no earlier push can have settled this one
         "mobile": "13800000013",
         "times": "2026-01-01 10:00:00",
         "status": "DELIVRD",
     }
     url = f"{running}/v1/callbacks/v1platform/status?token=cb-token"
+    before = delivered_receipts(running)
     for _ in range(2):
         assert httpx.post(url, json=push, timeout=5).status_code == 200
-    metrics = httpx.get(f"{running}/metrics", timeout=5).text
-    line = next(
-        x
-        for x in metrics.splitlines()
-        if x.startswith('smsrouter_receipts_total{provider="v1platform",status="delivered"}')
-    )
-    assert float(line.split()[-1]) >= 1.0
-    before = float(line.split()[-1])
+    assert delivered_receipts(running) == before + 1
     assert httpx.post(url, json=push, timeout=5).status_code == 200
-    metrics = httpx.get(f"{running}/metrics", timeout=5).text
-    again = next(
-        x
-        for x in metrics.splitlines()
-        if x.startswith('smsrouter_receipts_total{provider="v1platform",status="delivered"}')
-    )
-    assert float(again.split()[-1]) == before
+    assert delivered_receipts(running) == before + 1
 
 
 def test_admin_needs_the_token(running: str) -> None:
@@ -183,10 +189,10 @@ def test_sigterm_fails_readiness_and_drains(sandbox: RunningSandbox, tmp_path: P
             )
         )
         worker.start()
-        time.sleep(0.4)  # the send is in flight at the slow provider
+        until(lambda: len(sandbox.sends("v1platform")) == 1)  # in flight at the slow provider
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.2)
-        assert httpx.get(f"{url}/readyz", timeout=2).status_code == 503
+        until(lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 503)
+        assert worker.is_alive()  # readiness failed while the send was still draining
         worker.join(10)
         assert proc.wait(15) == 0
     assert results[0].status_code == 200

@@ -64,13 +64,13 @@ async def inspect(redis: tuple[str, str]) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def store(
-    request: pytest.FixtureRequest, redis: tuple[str, str], prefix: str
-) -> AsyncIterator[StateStore]:
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[StateStore]:
     if request.param == "memory":
         yield MemoryStateStore()
         return
-    s = RedisStateStore.from_url(redis[0], prefix=prefix)
+    # Looked up here, not declared: the memory variant must not start a redis-server.
+    url, _ = request.getfixturevalue("redis")
+    s = RedisStateStore.from_url(url, prefix=request.getfixturevalue("prefix"))
     yield s
     await s.aclose()
 

@@ -131,21 +131,24 @@ def json_response(payload: object, status_code: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json")
 
 
-def control_routes(state: EmulatorState) -> list[Route]:
-    """``/_emulator/faults`` (GET, PUT), ``/_emulator/requests`` (GET), ``/_emulator/reset``."""
+class _Controls:
+    """The common control endpoints of one emulator, over its state."""
 
-    async def get_faults(_: Request) -> Response:
-        return JSONResponse(state.faults.model_dump())
+    def __init__(self, state: EmulatorState) -> None:
+        self.state = state
 
-    async def put_faults(request: Request) -> Response:
+    async def get_faults(self, _: Request) -> Response:
+        return JSONResponse(self.state.faults.model_dump())
+
+    async def put_faults(self, request: Request) -> Response:
         try:
             faults = FaultSettings.model_validate_json(await request.body())
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=422)
-        state.set_faults(faults)
+        self.state.set_faults(faults)
         return JSONResponse(faults.model_dump())
 
-    async def get_requests(_: Request) -> Response:
+    async def get_requests(self, _: Request) -> Response:
         return json_response(
             [
                 {
@@ -155,19 +158,23 @@ def control_routes(state: EmulatorState) -> list[Route]:
                     "fields": dict(r.fields),
                     "action": r.action.value,
                 }
-                for r in state.requests
+                for r in self.state.requests
             ]
         )
 
-    async def reset(_: Request) -> Response:
-        state.reset()
+    async def reset(self, _: Request) -> Response:
+        self.state.reset()
         return JSONResponse({"reset": True})
 
+
+def control_routes(state: EmulatorState) -> list[Route]:
+    """``/_emulator/faults`` (GET, PUT), ``/_emulator/requests`` (GET), ``/_emulator/reset``."""
+    c = _Controls(state)
     return [
-        Route("/_emulator/faults", get_faults, methods=["GET"]),
-        Route("/_emulator/faults", put_faults, methods=["PUT"]),
-        Route("/_emulator/requests", get_requests, methods=["GET"]),
-        Route("/_emulator/reset", reset, methods=["POST"]),
+        Route("/_emulator/faults", c.get_faults, methods=["GET"]),
+        Route("/_emulator/faults", c.put_faults, methods=["PUT"]),
+        Route("/_emulator/requests", c.get_requests, methods=["GET"]),
+        Route("/_emulator/reset", c.reset, methods=["POST"]),
     ]
 
 

@@ -53,6 +53,39 @@ def _check(fields: dict[str, str], user: str, password: str, max_batch: int) -> 
     return _answer(True, len(mobiles), None, None)
 
 
+class _BaofooHandlers:
+    """The ``/sendSms`` endpoint of one emulator app, with its state and credentials."""
+
+    def __init__(self, state: EmulatorState, *, user: str, password: str, max_batch: int) -> None:
+        self.state = state
+        self.user = user
+        self.password = password
+        self.max_batch = max_batch
+        self.answered: dict[str, dict[str, Any]] = {}  # requestId -> first answer (invented)
+
+    async def send_sms(self, request: Request) -> Response:
+        await request.body()  # cache the raw body: record() keeps it, form() reuses it
+        form = await request.form()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        action = await record(self.state, request, fields)
+        fault = await apply_transport_fault(self.state, action)
+        if fault is not None:
+            return fault
+        request_id = fields.get("requestId")
+        if request_id and request_id in self.answered:
+            return json_response(self.answered[request_id])
+        if action is FaultAction.ERROR:
+            return json_response(_refuse("SYS_BUSY", "系统繁忙"))  # invented
+        rejected = set(self.state.faults.reject_mobiles)
+        mobiles = set(re.split(r"[,;]", fields.get("mobile", "")))
+        if rejected & mobiles:
+            return json_response(_refuse("SMS_001", "手机号格式不正确"))
+        answer = _check(fields, self.user, self.password, self.max_batch)
+        if request_id and answer["success"]:
+            self.answered[request_id] = answer
+        return json_response(answer)
+
+
 def create_app(
     state: EmulatorState | None = None,
     *,
@@ -62,30 +95,8 @@ def create_app(
 ) -> Starlette:
     """The emulator app; ``app.state.emulator`` holds its :class:`EmulatorState`."""
     state = state or EmulatorState()
-    answered: dict[str, dict[str, Any]] = {}  # requestId -> first answer (invented)
-
-    async def send_sms(request: Request) -> Response:
-        await request.body()  # cache the raw body: record() keeps it, form() reuses it
-        form = await request.form()
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        action = await record(state, request, fields)
-        fault = await apply_transport_fault(state, action)
-        if fault is not None:
-            return fault
-        request_id = fields.get("requestId")
-        if request_id and request_id in answered:
-            return json_response(answered[request_id])
-        if action is FaultAction.ERROR:
-            return json_response(_refuse("SYS_BUSY", "系统繁忙"))  # invented
-        rejected = set(state.faults.reject_mobiles)
-        mobiles = set(re.split(r"[,;]", fields.get("mobile", "")))
-        if rejected & mobiles:
-            return json_response(_refuse("SMS_001", "手机号格式不正确"))
-        answer = _check(fields, user_name, user_pass, max_batch)
-        if request_id and answer["success"]:
-            answered[request_id] = answer
-        return json_response(answer)
-
-    app = Starlette(routes=[Route("/sendSms", send_sms, methods=["POST"]), *control_routes(state)])
+    h = _BaofooHandlers(state, user=user_name, password=user_pass, max_batch=max_batch)
+    routes = [Route("/sendSms", h.send_sms, methods=["POST"]), *control_routes(state)]
+    app = Starlette(routes=routes)
     app.state.emulator = state
     return app

@@ -159,6 +159,63 @@ def _check_template(body: dict[str, Any], templates: dict[str, int]) -> None:
         raise _Refusal("112308", "模板短信模板data参数为空")  # also used for "too few"
 
 
+class _RonglianHandlers:
+    """The TemplateSMS endpoint of one emulator app, with its state, account and clock."""
+
+    def __init__(
+        self,
+        st: RonglianState,
+        *,
+        account_sid: str,
+        auth_token: str,
+        app_id: str,
+        templates: dict[str, int],
+        clock: Clock,
+    ) -> None:
+        self.st = st
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.app_id = app_id
+        self.templates = templates
+        self.clock = clock
+        self.pusher = Pusher()
+
+    async def template_sms(self, request: Request) -> Response:
+        st = self.st
+        raw = await request.body()
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            parsed = None
+        action = await record(st, request, parsed if isinstance(parsed, dict) else {})
+        fault = await apply_transport_fault(st, action)
+        if fault is not None:
+            return fault
+        try:
+            sent = self._accept_checked(request, raw, action)
+        except _Refusal as refusal:
+            return json_response({"statusCode": refusal.code, "statusMsg": refusal.message})
+        for number in sent.to:
+            receipt = _receipt(st, sent, number)
+            self.pusher.push_later(st.callback_url, receipt, st.receipt_delay_s)
+        late = await hang_after_accept(st, action)
+        return late or json_response(
+            {
+                "statusCode": "000000",
+                "templateSMS": {"dateCreated": sent.created, "smsMessageSid": sent.sms_message_sid},
+            }
+        )
+
+    def _accept_checked(self, request: Request, raw: bytes, action: FaultAction) -> AcceptedSend:
+        """The accepted send, or the documented refusal raised as :class:`_Refusal`."""
+        now = self.clock.now().astimezone(UTC)
+        _check_auth(request, self.account_sid, self.auth_token, now)
+        body = _check_body(request, raw, self.app_id, self.templates)
+        if action is FaultAction.ERROR:
+            raise _Refusal("160050", "短信发送失败")
+        return _accept(self.st, body, now)
+
+
 def create_app(
     state: RonglianState | None = None,
     *,
@@ -171,43 +228,17 @@ def create_app(
     """The emulator app; ``templates`` maps template id -> number of params ("1": the
     documented test template, with 2)."""
     st = state or RonglianState()
-    known = templates if templates is not None else {"1": 2}
-    clock_ = clock or SystemClock()
-    pusher = Pusher()
-
-    async def template_sms(request: Request) -> Response:
-        raw = await request.body()
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            parsed = None
-        action = await record(st, request, parsed if isinstance(parsed, dict) else {})
-        fault = await apply_transport_fault(st, action)
-        if fault is not None:
-            return fault
-        now = clock_.now().astimezone(UTC)
-        try:
-            _check_auth(request, account_sid, auth_token, now)
-            body = _check_body(request, raw, app_id, known)
-            if action is FaultAction.ERROR:
-                raise _Refusal("160050", "短信发送失败")
-            sent = _accept(st, body, now)
-        except _Refusal as refusal:
-            return json_response({"statusCode": refusal.code, "statusMsg": refusal.message})
-        for number in sent.to:
-            receipt = _receipt(st, sent, number)
-            pusher.push_later(st.callback_url, receipt, st.receipt_delay_s)
-        late = await hang_after_accept(st, action)
-        return late or json_response(
-            {
-                "statusCode": "000000",
-                "templateSMS": {"dateCreated": sent.created, "smsMessageSid": sent.sms_message_sid},
-            }
-        )
-
+    h = _RonglianHandlers(
+        st,
+        account_sid=account_sid,
+        auth_token=auth_token,
+        app_id=app_id,
+        templates=templates if templates is not None else {"1": 2},
+        clock=clock or SystemClock(),
+    )
     app = Starlette(
         routes=[
-            Route("/2013-12-26/Accounts/{sid}/SMS/TemplateSMS", template_sms, methods=["POST"]),
+            Route("/2013-12-26/Accounts/{sid}/SMS/TemplateSMS", h.template_sms, methods=["POST"]),
             *control_routes(st),
         ]
     )

@@ -159,6 +159,110 @@ def parts(content: str) -> int:
     return 1 if len(content) <= 70 else math.ceil(len(content) / 67)
 
 
+class _V1Handlers:
+    """The endpoints of one emulator app, sharing its state, credentials and pusher."""
+
+    def __init__(self, st: V1State, *, account: str, pwd: str, max_batch: int) -> None:
+        self.st = st
+        self.account = account
+        self.pwd = pwd  # lower-case hex MD5 of the password
+        self.max_batch = max_batch
+        self.pusher = Pusher()
+
+    def authorised(self, fields: dict[str, str]) -> bool:
+        return fields.get("account") == self.account and fields.get("pwd") == self.pwd
+
+    async def send(self, request: Request) -> Response:
+        st = self.st
+        fields = await _fields_of(request)
+        action = await record(st, request, fields)
+        fault = await apply_transport_fault(st, action)
+        if fault is not None:
+            return fault
+        if action is FaultAction.ERROR:
+            return _answer("06", "系统繁忙")
+        refusal = _validate(fields, self.authorised(fields), self.max_batch, st)
+        if refusal is not None:
+            return _answer(*refusal)
+        task_id = fields.get("taskId") or uuid.uuid4().hex
+        self._accept(task_id, fields)
+        late = await hang_after_accept(st, action)
+        return late or _answer("00", "成功", {"taskId": task_id})
+
+    def _accept(self, task_id: str, fields: dict[str, str]) -> None:
+        st = self.st
+        mobiles = fields["mobiles"].split(",")
+        st.task_ids.add(task_id)
+        st.balance -= len(mobiles) * parts(fields["content"])
+        times, due = _now(), time.monotonic() + st.receipt_delay_s
+        for mobile in mobiles:
+            receipt = Receipt(
+                task_id, mobile, fields.get("extNo", ""), mobile not in st.undeliverable, times, due
+            )
+            st.receipts.append(receipt)
+            self._push_later(st.callback_url, receipt.push_item(st.push_spelling))
+
+    def _push_later(self, url: str | None, body: dict[str, str]) -> None:
+        if not self.st.drop_pushes:  # sent once, never retried: the document's rule
+            self.pusher.push_later(url, body, self.st.receipt_delay_s)
+
+    async def _refused_pull(self, request: Request) -> Response | None:
+        """The answer refusing a pull, or None to serve it. Pulls never draw a fault (so seeded
+        send faults stay reproducible) but an outage takes every endpoint down."""
+        st = self.st
+        fields = await _fields_of(request)
+        action = FaultAction.OUTAGE if st.faults.outage else FaultAction.NONE
+        st.requests.append(_recorded(request, await request.body(), fields, action))
+        if action is FaultAction.OUTAGE:
+            return await apply_transport_fault(st, action)
+        return None if self.authorised(fields) else _answer(*AUTH_FAILED)
+
+    async def report(self, request: Request) -> Response:
+        refused = await self._refused_pull(request)
+        if refused is not None:
+            return refused
+        items = [r.pull_item(self.st.pull_spelling) for r in self.st.drain_receipts()]
+        return _answer("00", "成功", items)
+
+    async def mo(self, request: Request) -> Response:
+        refused = await self._refused_pull(request)
+        if refused is not None:
+            return refused
+        drained, self.st.replies = self.st.replies, []
+        return _answer("00", "成功", [r.item() for r in drained])
+
+    async def query_balance(self, request: Request) -> Response:
+        refused = await self._refused_pull(request)
+        if refused is not None:
+            return refused
+        balance = {"balance": self.st.balance, "payment": 0, "paymentName": "预付"}
+        return _answer("00", "成功", balance)
+
+    async def inject_mo(self, request: Request) -> Response:
+        body = await request.json()
+        if not isinstance(body, dict) or not body.get("mobile"):
+            return json_response({"error": "mobile is required"}, status_code=422)
+        reply = Reply(
+            str(body["mobile"]), str(body.get("content", "")), str(body.get("extNo", "")), _now()
+        )
+        self.st.replies.append(reply)
+        self._push_later(self.st.mo_callback_url, reply.item())
+        return json_response({"queued": True})
+
+    async def undeliverable(self, request: Request) -> Response:
+        self.st.undeliverable = {str(m) for m in (await request.json()).get("mobiles", [])}
+        return json_response({"undeliverable": sorted(self.st.undeliverable)})
+
+    async def settings(self, request: Request) -> Response:
+        try:
+            controls = V1Controls.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return json_response({"error": str(exc)}, status_code=422)
+        for key, value in controls.model_dump(exclude_unset=True).items():
+            setattr(self.st, key, value)
+        return json_response(_controls_of(self.st))
+
+
 def create_app(
     state: V1State | None = None,
     *,
@@ -174,116 +278,27 @@ def create_app(
         st.balance = balance
     st.undeliverable.update(undeliverable_mobiles)
     pwd = hashlib.md5(password.encode(), usedforsecurity=False).hexdigest()
-    pusher = Pusher()
-
-    async def fields_of(request: Request) -> dict[str, str]:
-        await request.body()  # cache the raw body: record() keeps it, form() reuses it
-        form = await request.form()
-        return {k: v for k, v in form.items() if isinstance(v, str)}
-
-    def authorised(fields: dict[str, str]) -> bool:
-        return fields.get("account") == account and fields.get("pwd") == pwd
-
-    async def send(request: Request) -> Response:
-        fields = await fields_of(request)
-        action = await record(st, request, fields)
-        fault = await apply_transport_fault(st, action)
-        if fault is not None:
-            return fault
-        if action is FaultAction.ERROR:
-            return _answer("06", "系统繁忙")
-        refusal = _validate(fields, authorised(fields), max_batch, st)
-        if refusal is not None:
-            return _answer(*refusal)
-        task_id = fields.get("taskId") or uuid.uuid4().hex
-        _accept(task_id, fields)
-        late = await hang_after_accept(st, action)
-        return late or _answer("00", "成功", {"taskId": task_id})
-
-    def _accept(task_id: str, fields: dict[str, str]) -> None:
-        mobiles = fields["mobiles"].split(",")
-        st.task_ids.add(task_id)
-        st.balance -= len(mobiles) * parts(fields["content"])
-        times, due = _now(), time.monotonic() + st.receipt_delay_s
-        for mobile in mobiles:
-            receipt = Receipt(
-                task_id, mobile, fields.get("extNo", ""), mobile not in st.undeliverable, times, due
-            )
-            st.receipts.append(receipt)
-            _push_later(st.callback_url, receipt.push_item(st.push_spelling))
-
-    def _push_later(url: str | None, body: dict[str, str]) -> None:
-        if not st.drop_pushes:  # sent once, never retried: the document's rule
-            pusher.push_later(url, body, st.receipt_delay_s)
-
-    async def pulled(request: Request) -> tuple[dict[str, str], Response | None]:
-        """A pull's fields, or the answer refusing it. Pulls never draw a fault (so seeded
-        send faults stay reproducible) but an outage takes every endpoint down."""
-        fields = await fields_of(request)
-        action = FaultAction.OUTAGE if st.faults.outage else FaultAction.NONE
-        st.requests.append(_recorded(request, await request.body(), fields, action))
-        if action is FaultAction.OUTAGE:
-            return fields, await apply_transport_fault(st, action)
-        return fields, None if authorised(fields) else _answer(*AUTH_FAILED)
-
-    async def report(request: Request) -> Response:
-        _, refused = await pulled(request)
-        if refused is not None:
-            return refused
-        items = [r.pull_item(st.pull_spelling) for r in st.drain_receipts()]
-        return _answer("00", "成功", items)
-
-    async def mo(request: Request) -> Response:
-        _, refused = await pulled(request)
-        if refused is not None:
-            return refused
-        drained, st.replies = st.replies, []
-        return _answer("00", "成功", [r.item() for r in drained])
-
-    async def query_balance(request: Request) -> Response:
-        _, refused = await pulled(request)
-        if refused is not None:
-            return refused
-        return _answer("00", "成功", {"balance": st.balance, "payment": 0, "paymentName": "预付"})
-
-    async def inject_mo(request: Request) -> Response:
-        body = await request.json()
-        if not isinstance(body, dict) or not body.get("mobile"):
-            return json_response({"error": "mobile is required"}, status_code=422)
-        reply = Reply(
-            str(body["mobile"]), str(body.get("content", "")), str(body.get("extNo", "")), _now()
-        )
-        st.replies.append(reply)
-        _push_later(st.mo_callback_url, reply.item())
-        return json_response({"queued": True})
-
-    async def undeliverable(request: Request) -> Response:
-        st.undeliverable = {str(m) for m in (await request.json()).get("mobiles", [])}
-        return json_response({"undeliverable": sorted(st.undeliverable)})
-
-    async def settings(request: Request) -> Response:
-        try:
-            controls = V1Controls.model_validate_json(await request.body())
-        except ValidationError as exc:
-            return json_response({"error": str(exc)}, status_code=422)
-        for key, value in controls.model_dump(exclude_unset=True).items():
-            setattr(st, key, value)
-        return json_response(_controls_of(st))
-
+    h = _V1Handlers(st, account=account, pwd=pwd, max_batch=max_batch)
     app = Starlette(
         routes=[
-            Route("/api/v1/send", send, methods=["POST"]),
-            Route("/api/v1/report", report, methods=["POST"]),
-            Route("/api/v1/mo", mo, methods=["POST"]),
-            Route("/api/v1/queryBalance", query_balance, methods=["POST"]),
-            Route("/_emulator/v1/mo", inject_mo, methods=["POST"]),
-            Route("/_emulator/v1/undeliverable", undeliverable, methods=["PUT"]),
-            Route("/_emulator/v1/settings", settings, methods=["PUT"]),
+            Route("/api/v1/send", h.send, methods=["POST"]),
+            Route("/api/v1/report", h.report, methods=["POST"]),
+            Route("/api/v1/mo", h.mo, methods=["POST"]),
+            Route("/api/v1/queryBalance", h.query_balance, methods=["POST"]),
+            Route("/_emulator/v1/mo", h.inject_mo, methods=["POST"]),
+            Route("/_emulator/v1/undeliverable", h.undeliverable, methods=["PUT"]),
+            Route("/_emulator/v1/settings", h.settings, methods=["PUT"]),
             *control_routes(st),
         ]
     )
     app.state.emulator = st
     return app
+
+
+async def _fields_of(request: Request) -> dict[str, str]:
+    await request.body()  # cache the raw body: record() keeps it, form() reuses it
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
 def _controls_of(st: V1State) -> dict[str, Any]:
