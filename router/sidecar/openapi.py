@@ -1,14 +1,25 @@
-"""The sidecar's OpenAPI document: request bodies from the pydantic models, every error
-response documented."""
+"""The sidecar's OpenAPI document: request and response bodies from the models that read and
+write them (:mod:`router.sidecar.schemas`), every error response documented."""
 
 from __future__ import annotations
 
 from functools import cache
 from typing import Any
 
-from router.sidecar.schemas import DELIVERY_SCHEMA, SendRequest
+from router.sidecar.routes.providers import ADMIN_ACTIONS
+from router.sidecar.schemas import (
+    REF,
+    ErrorBody,
+    ExplanationBody,
+    HealthStatus,
+    ProviderInfo,
+    SendRequest,
+    delivery_schemas,
+    model_schemas,
+    result_schemas,
+)
 
-ERROR = {"$ref": "#/components/schemas/Error"}
+ERROR = {"$ref": REF.format(model="ErrorBody")}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -24,61 +35,75 @@ ERRORS = {
     "429": _error("Too many requests (reserved for rate limiting in front of the sidecar)."),
     "503": _error("Not ready, draining, or the state store is unreachable (fail closed)."),
 }
-JSON_OBJECT = {"application/json": {"schema": {"type": "object"}}}
-RECEIPT = {
-    "type": "object",
-    "required": ["status", "code", "mobile"],
-    "properties": {
-        "status": {"type": "string", "enum": ["delivered", "failed"]},
-        "code": {"type": "string"},
-        "mobile": {"type": "string", "description": "as the provider wrote it (may be masked)"},
-        "reason": {"type": "string", "description": "unmatched receipts: why"},
-    },
-}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _body(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_RECEIPTS = {"type": "array", "items": _ref("Receipt")}
+# A result with what the status page adds: each recipient's delivery and own receipt, and the
+# receipts that fit no single recipient.
 MESSAGE_STATUS = {
-    "type": "object",
-    "required": ["message_id", "recipients", "unmatched_receipts"],
-    "properties": {
-        "message_id": {"type": "string"},
-        "recipients": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["status", "delivery", "receipts"],
-                "properties": {
-                    "status": {"type": "string"},
-                    "delivery": {"$ref": "#/components/schemas/Delivery"},
-                    "receipts": {
-                        "type": "array",
-                        "description": "the receipt that settled this recipient (0 or 1)",
-                        "items": {"$ref": "#/components/schemas/Receipt"},
+    "allOf": [
+        _ref("SendResult"),
+        {
+            "type": "object",
+            "required": ["recipients", "unmatched_receipts"],
+            "properties": {
+                "recipients": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["delivery", "receipts"],
+                        "properties": {
+                            "delivery": {
+                                "allOf": [_ref("Delivery")],
+                                "nullable": True,
+                                "description": "Delivery of one accepted recipient; null when "
+                                "no provider accepted it. delivered/failed: its first final "
+                                "receipt (pushed or pulled, counted once); pending: none yet; "
+                                "ambiguous: a masked receipt fits it and another recipient of "
+                                "the batch (reason says so); not_supported: the provider gives "
+                                "no receipts (e.g. Baofoo).",
+                            },
+                            "receipts": {
+                                **_RECEIPTS,
+                                "description": "the receipt that settled this recipient (0 or 1)",
+                            },
+                        },
                     },
+                },
+                "unmatched_receipts": {
+                    **_RECEIPTS,
+                    "description": "masked receipts fitting no recipient or several, never applied",
                 },
             },
         },
-        "unmatched_receipts": {
-            "type": "array",
-            "description": "masked receipts fitting no recipient or several, never applied",
-            "items": {"$ref": "#/components/schemas/Receipt"},
-        },
-    },
+    ]
 }
+PROVIDERS = {"type": "object", "additionalProperties": _ref("ProviderInfo")}
 
 
-def _op(summary: str, ok: str, codes: tuple[str, ...], body: bool = False) -> dict[str, Any]:
+def _op(
+    summary: str,
+    ok: str,
+    schema: str,
+    codes: tuple[str, ...],
+    body: bool = False,
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
-        "responses": {
-            "200": {"description": ok, "content": JSON_OBJECT},
-            **{c: ERRORS[c] for c in codes},
-        },
+        "responses": {"200": _body(ok, _ref(schema)), **{c: ERRORS[c] for c in codes}},
     }
     if body:
         op["requestBody"] = {
             "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/SendRequest"}}
-            },
+            "content": {"application/json": {"schema": _ref("SendRequest")}},
         }
         op["parameters"] = [
             {
@@ -91,91 +116,94 @@ def _op(summary: str, ok: str, codes: tuple[str, ...], body: bool = False) -> di
     return op
 
 
-@cache
-def openapi_document() -> dict[str, Any]:
-    schema = SendRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-    defs = schema.pop("$defs", {})
-    admin_params = [
-        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+def _path_params(*names: str, **enums: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [
         {
-            "name": "action",
+            "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "string", "enum": ["enable", "disable", "open", "close", "auto"]},
-        },
+            "schema": {"type": "string", **({"enum": list(enums[name])} if name in enums else {})},
+        }
+        for name in names
     ]
+
+
+def _message_paths() -> dict[str, Any]:
+    return {
+        "/v1/messages": {
+            "post": _op(
+                "Send a message",
+                "Per-recipient outcomes",
+                "SendResult",
+                ("400", "409", "422", "503"),
+                body=True,
+            )
+        },
+        "/v1/explain": {
+            "post": _op(
+                "Rank providers for a message without sending",
+                "Ranking with reasons",
+                "ExplanationBody",
+                ("400", "422"),
+                body=True,
+            )
+        },
+        "/v1/messages/{message_id}": {
+            "get": {
+                "summary": "A recent send's result and receipts",
+                "parameters": _path_params("message_id"),
+                "responses": {
+                    "200": _body("The result, with each recipient's delivery", MESSAGE_STATUS),
+                    "404": _error("Unknown id"),
+                },
+            }
+        },
+    }
+
+
+def _other_paths() -> dict[str, Any]:
+    return {
+        "/v1/providers": {
+            "get": {
+                "summary": "Providers, breakers, rates",
+                "responses": {"200": _body("Providers by name", PROVIDERS)},
+            }
+        },
+        "/v1/admin/providers/{name}/{action}": {
+            "post": {
+                **_op(
+                    "Enable/disable a provider or force its breaker",
+                    "The provider",
+                    "ProviderInfo",
+                    ("401", "403"),
+                ),
+                "parameters": _path_params("name", "action", action=ADMIN_ACTIONS),
+                "security": [{"bearer": []}],
+            }
+        },
+        "/livez": {"get": _op("Alive", "Alive", "HealthStatus", ())},
+        "/readyz": {"get": _op("Ready to take traffic", "Ready", "HealthStatus", ("503",))},
+    }
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The sidecar's OpenAPI 3.0 document; every schema is generated from the models that
+    write (or read) the bodies, so the document cannot drift from the answers."""
+    request = SendRequest.model_json_schema(ref_template=REF)
+    schemas = {
+        "SendRequest": request,
+        **request.pop("$defs", {}),
+        **result_schemas(),
+        **delivery_schemas(),
+        **model_schemas(ProviderInfo, ExplanationBody, HealthStatus, ErrorBody),
+    }
     return {
         "openapi": "3.0.3",
         "info": {"title": "sms-router sidecar", "version": "1"},
-        "paths": {
-            "/v1/messages": {
-                "post": _op(
-                    "Send a message",
-                    "Per-recipient outcomes",
-                    ("400", "409", "422", "503"),
-                    body=True,
-                )
-            },
-            "/v1/explain": {
-                "post": _op(
-                    "Rank providers for a message without sending",
-                    "Ranking with reasons",
-                    ("400", "422"),
-                    body=True,
-                )
-            },
-            "/v1/messages/{message_id}": {
-                "get": {
-                    **_op("A recent send's result and receipts", "The result", ()),
-                    "parameters": [
-                        {
-                            "name": "message_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "The result, with each recipient's delivery",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/MessageStatus"}
-                                }
-                            },
-                        },
-                        "404": {"description": "Unknown id", "content": JSON_OBJECT},
-                    },
-                }
-            },
-            "/v1/providers": {"get": _op("Providers, breakers, rates", "Providers", ())},
-            "/v1/admin/providers/{name}/{action}": {
-                "post": {
-                    **_op(
-                        "Enable/disable a provider or force its breaker",
-                        "The provider",
-                        ("401", "403"),
-                    ),
-                    "parameters": admin_params,
-                    "security": [{"bearer": []}],
-                }
-            },
-            "/livez": {"get": _op("Alive", "Alive", ())},
-            "/readyz": {"get": _op("Ready to take traffic", "Ready", ("503",))},
-        },
+        "paths": {**_message_paths(), **_other_paths()},
         "components": {
-            "schemas": {
-                "SendRequest": schema,
-                **defs,
-                "Delivery": DELIVERY_SCHEMA,
-                "Receipt": RECEIPT,
-                "MessageStatus": MESSAGE_STATUS,
-                "Error": {
-                    "type": "object",
-                    "required": ["error", "detail"],
-                    "properties": {"error": {"type": "string"}, "detail": {}},
-                },
-            },
+            "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

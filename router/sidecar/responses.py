@@ -1,0 +1,34 @@
+"""JSON answers of the sidecar, success and error alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from router.sidecar.schemas import SendRequest
+
+
+def json_response(payload: Any, status_code: int = 200) -> Response:
+    """``payload`` as a JSON response (orjson: a big send's body is thousands of recipients)."""
+    return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json")
+
+
+def error_response(status_code: int, kind: str, detail: Any) -> Response:
+    """An :class:`~router.sidecar.schemas.ErrorBody` answer."""
+    return json_response({"error": kind, "detail": detail}, status_code)
+
+
+async def parse_send(request: Request) -> SendRequest | Response:
+    """The request's :class:`SendRequest`, or the 422 answer that says what is wrong with it."""
+    try:
+        return SendRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = [
+            {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        return error_response(422, "invalid_request", errors)

@@ -1,0 +1,106 @@
+"""``/v1/messages`` and ``/v1/explain``: send, look a send up, rank without sending."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from router.engine import Router
+from router.errors import (
+    IdempotencyConflictError,
+    IdempotencyPendingError,
+    MessageError,
+    RouterError,
+    StateStoreError,
+)
+from router.model import RecipientOutcome, RecipientStatus
+from router.sidecar.responses import error_response, json_response, parse_send
+from router.sidecar.schemas import delivery_json, explanation_json, receipt_json, result_json
+
+# Most specific first: the first matching class answers.
+_SEND_ERRORS: tuple[tuple[type[RouterError], int, str], ...] = (
+    (IdempotencyConflictError, 409, "idempotency_conflict"),
+    (IdempotencyPendingError, 409, "idempotency_pending"),
+    (MessageError, 400, "bad_message"),
+    (StateStoreError, 503, "state_store_unavailable"),
+    (RouterError, 400, "router_error"),
+)
+
+
+class Messages:
+    """Handlers that send through, or ask, one :class:`~router.engine.Router`."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    def routes(self) -> list[Route]:
+        """This module's routes."""
+        return [
+            Route("/v1/messages", self.send, methods=["POST"]),
+            Route("/v1/explain", self.explain, methods=["POST"]),
+            Route("/v1/messages/{message_id}", self.status, methods=["GET"]),
+        ]
+
+    async def send(self, request: Request) -> Response:
+        """``POST /v1/messages``: per-recipient outcomes of one logical message."""
+        parsed = await parse_send(request)
+        if isinstance(parsed, Response):
+            return parsed
+        try:
+            message = parsed.to_message(request.headers.get("idempotency-key"))
+            result = await self.router.send(message)
+        except RouterError as exc:
+            status, kind = next((s, k) for c, s, k in _SEND_ERRORS if isinstance(exc, c))
+            return error_response(status, kind, str(exc))
+        return json_response(result_json(result))
+
+    async def explain(self, request: Request) -> Response:
+        """``POST /v1/explain``: the ranking a send would use, with reasons."""
+        parsed = await parse_send(request)
+        if isinstance(parsed, Response):
+            return parsed
+        try:
+            explanation = self.router.explain(parsed.to_message(None))
+        except MessageError as exc:
+            return error_response(400, "bad_message", str(exc))
+        return json_response(explanation_json(explanation))
+
+    async def status(self, request: Request) -> Response:
+        """``GET /v1/messages/{id}``: a recent send's result, each recipient's delivery and
+        receipts, and the receipts that fit no single recipient."""
+        result = self.router.recent_result(request.path_params["message_id"])
+        if result is None:
+            return error_response(404, "not_found", "no message with that id in the recent results")
+        body = result_json(result)
+        unmatched: list[dict[str, Any]] = []
+        batches: set[tuple[str, str]] = set()
+        for recipient, outcome in zip(body["recipients"], result.recipients, strict=True):
+            batch = await self._follow(recipient, outcome)
+            if batch is not None and batch not in batches:
+                batches.add(batch)
+                unmatched += [receipt_json(*u) for u in self.router.receipts.unmatched(*batch)]
+        # Receipts that name no single recipient (masked number fitting none or several):
+        # shown once here, never applied to a recipient.
+        body["unmatched_receipts"] = unmatched
+        return json_response(body)
+
+    async def _follow(
+        self, recipient: dict[str, Any], r: RecipientOutcome
+    ) -> tuple[str, str] | None:
+        """Add ``receipts`` and ``delivery`` to one recipient's body; its provider batch, if a
+        provider accepted it."""
+        recipient["receipts"], recipient["delivery"] = [], None
+        if not (r.provider and r.provider_message_id and r.normalised):
+            return None  # never accepted: no delivery to follow
+        if r.status is not RecipientStatus.ACCEPTED:
+            return None
+        batch = (r.provider, r.provider_message_id)
+        # Only this recipient's own receipt: the message id names the whole batch.
+        receipts = self.router.receipts.receipts_for(*batch, r.normalised)
+        recipient["receipts"] = [receipt_json(rep) for rep in receipts]
+        delivery = await self.router.delivery_status(*batch, r.normalised)
+        recipient["delivery"] = delivery_json(delivery)
+        return batch
