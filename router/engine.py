@@ -12,20 +12,16 @@ import logging
 import random
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
 import anyio
 
-from policies.base import BreakerState, Policy, Ranking
-from policies.parts import count_parts
+from policies.base import Policy, Ranking
 from providers.base import (
     DeliveryReport,
     Provider,
-    Rendered,
-    RenderRequest,
-    render_content,
 )
 from providers.http import HttpClient
 from router.bounded import BoundedCache
@@ -34,15 +30,11 @@ from router.clock import Clock, SystemClock
 from router.config import RouterSettings
 from router.dispatch import Dispatcher
 from router.errors import (
-    EmptyContentError,
     IdempotencyConflictError,
     IdempotencyPendingError,
     MessageError,
-    MissingParamError,
-    NoRouteError,
     RouterError,
     StateStoreError,
-    UnknownTemplateError,
 )
 from router.events import (
     BreakerChanged,
@@ -55,25 +47,25 @@ from router.events import (
 from router.health import HealthView
 from router.idempotency import KeyPolicy, Progress, send_idempotent
 from router.intake import ReceiptIntake
-from router.limits import RateLimiter
-from router.model import Message, RecipientStatus, SendResult
+from router.model import Message, SendResult
 from router.pollers import poll_balances, poll_receipts, replay_outbox, sync_breakers
+from router.prepare import Prepared, parts, prepare
 from router.receipts import (
     Delivery,
-    DeliveryState,
     ReceiptBook,
-    from_shared,
-    recipient_key,
-    shared_value,
 )
-from router.recipients import Recipients, Tracker, prepare_recipients
 from router.reconcile import Reconciler
-from router.runtime import ProviderRuntime, RouteJob, route_groups
+from router.runtime import RouteJob, route_groups
 from router.state.base import StateStore
-from router.state.outbox import Outbox, PendingWrite
-from router.stats import ProviderStats
-from router.transport import make_client
-from router.wiring import build_policy, build_providers, build_store
+from router.state.outbox import Outbox
+from router.throttle import Throttles
+from router.wiring import (
+    build_client,
+    build_policy,
+    build_providers,
+    build_runtimes,
+    build_store,
+)
 
 log = logging.getLogger("router.engine")
 # Recent results for GET /v1/messages/{id}: bounded by count, bytes (a broadcast result holds
@@ -81,14 +73,6 @@ log = logging.getLogger("router.engine")
 RECENT_RESULTS = 10_000
 RECENT_BYTES = 32 * 1024 * 1024
 RECENT_TTL_S = 3600.0
-_UNSENT = frozenset({RecipientStatus.REJECTED, RecipientStatus.UNROUTABLE})
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    scene: str
-    recipients: Recipients
-    renders: Mapping[str, Rendered]  # provider name -> rendering, only those that can
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,17 +114,22 @@ class Router:
         self.providers = dict(providers or build_providers(settings, self.clock))
         given = dict(clients or {})
         self._owned_clients = {
-            n: self._client(p) for n, p in self.providers.items() if n not in given
+            n: build_client(settings, p) for n, p in self.providers.items() if n not in given
         }
-        all_clients = {**self._owned_clients, **given}
-        self.runtimes = {
-            name: self._runtime(name, p, all_clients[name]) for name, p in self.providers.items()
-        }
+        self.runtimes = build_runtimes(
+            settings,
+            self.providers,
+            {**self._owned_clients, **given},
+            self.clock,
+            self._rng,
+            lambda name, old, new: self.events.emit(BreakerChanged(name, old.value, new.value)),
+        )
         self.store: StateStore = store or build_store(settings, self.clock)
         state = settings.state
         self.outbox = Outbox(
             self.store, max_entries=state.outbox_max, max_bytes=state.outbox_max_bytes
         )
+        self.throttles = Throttles(settings, self.store, self.outbox)
         self._key_policy = KeyPolicy(
             lease_s=state.lease_s or settings.send_deadline_s + 5,
             ttl_s=state.idempotency_ttl_s,
@@ -163,6 +152,7 @@ class Router:
             self.events,
             self.clock,
             default_region=settings.default_region,
+            status_ttl_s=settings.state.idempotency_ttl_s,
         )
         reconciler = Reconciler(
             settings, self.runtimes, self.receipts, self.clock, record=self.record_receipts
@@ -170,30 +160,6 @@ class Router:
         self.dispatcher = Dispatcher(
             settings, self.runtimes, self.health, reconciler, self.intake, self.events, self.clock
         )
-
-    def _client(self, provider: Provider) -> HttpClient:
-        """One long-lived client per provider (a new one costs ~38 ms of CPU)."""
-        s = provider.settings
-        return make_client(
-            self.settings.transport,
-            connect_timeout_s=s.connect_timeout_s,
-            timeout_s=s.timeout_s,
-            max_connections=s.concurrency,
-        )
-
-    def _runtime(self, name: str, provider: Provider, client: HttpClient) -> ProviderRuntime:
-        s = provider.settings
-
-        def changed(old: BreakerState, new: BreakerState) -> None:
-            self.events.emit(BreakerChanged(name, old.value, new.value))
-
-        breaker = CircuitBreaker(
-            self.settings.resilience.breaker, self.clock, rng=self._rng, on_change=changed
-        )
-        rate = RateLimiter(self.clock, s.rate_limit_rps) if s.rate_limit_rps else None
-        stats = ProviderStats(self.clock, spend_period_s=s.spend_period_s)
-        limiter = anyio.CapacityLimiter(s.concurrency)
-        return ProviderRuntime(provider, client, breaker, limiter, rate, stats)
 
     async def __aenter__(self) -> Router:
         # Background pulls live as long as the router; entered and left in the same task
@@ -292,7 +258,7 @@ class Router:
         throttle mark or lease left by a call that timed out and was applied late)."""
         if not len(self.outbox):
             return
-        if message.idempotency_key is None and not self._throttle_window(message):
+        if message.idempotency_key is None and not self.throttles.window(message):
             if self.outbox.due():
                 await self.outbox.flush_quietly()
             return
@@ -320,12 +286,12 @@ class Router:
             prepared.renders,
             self._rng.random(),
             started + deadline_s,
-            parts=_parts(prepared.renders.values()),
+            parts=parts(prepared.renders.values()),
         )
         trackers = prepared.recipients.trackers
-        window = self._throttle_window(message)
+        window = self.throttles.window(message)
         if window:
-            await self._throttle(prepared.scene, trackers, window, send_id)
+            await self.throttles.take(prepared.scene, trackers, window, send_id)
         self.events.emit(SendStarted(send_id, prepared.scene, len(trackers)))
         recorded = True
         try:
@@ -341,7 +307,7 @@ class Router:
                 if tracker.status is None:
                     tracker.deadline_passed()
             if window:
-                recorded = await self._unthrottle_unsent(prepared.scene, trackers, send_id)
+                recorded = await self.throttles.release_unsent(prepared.scene, trackers, send_id)
             result = SendResult(
                 send_id,
                 prepared.recipients.outcomes(),
@@ -352,57 +318,6 @@ class Router:
         self._remember(result)
         return result
 
-    def _throttle_window(self, message: Message) -> float | None:
-        if message.scene is None:
-            return None
-        spec = self.settings.templates.get(message.scene)
-        return spec.throttle_s if spec is not None else None
-
-    async def _throttle(
-        self, scene: str, trackers: Sequence[Tracker], window: float, token: str
-    ) -> None:
-        by_mobile = {t.mobile.e164: t for t in trackers}
-        mobiles = list(by_mobile)
-        try:
-            throttled = await self.store.throttle(mobiles, scene, window, token=token)
-        except StateStoreError as exc:
-            # The marks may still be written late (a frozen Redis resumes): remove ours once
-            # that can no longer happen, so no mobile stays throttled without an SMS.
-            self.outbox.add(
-                PendingWrite(
-                    "unthrottle",
-                    lambda s: s.unthrottle(mobiles, scene, token=token),
-                    exc.settles_at or 0.0,
-                    size=256 + 24 * len(mobiles),
-                )
-            )
-            raise exc.known(
-                "Nothing was sent; the per-mobile limit could not be checked."
-            ) from None
-        for mobile in throttled:
-            by_mobile[mobile].throttle(window)
-
-    async def _unthrottle_unsent(self, scene: str, trackers: Sequence[Tracker], token: str) -> bool:
-        """A recipient nobody took may try again at once: only a sent SMS counts. Returns
-        False when the marks could not be removed yet (queued for replay)."""
-        unsent = [t.mobile.e164 for t in trackers if t.status in _UNSENT]
-        if not unsent:
-            return True
-        try:
-            with anyio.CancelScope(shield=True):
-                await self.store.unthrottle(unsent, scene, token=token)
-            return True
-        except StateStoreError as exc:
-            log.warning("throttle marks of unsent recipients queued for removal: %s", exc)
-            self.outbox.add(
-                PendingWrite(
-                    "unthrottle",
-                    lambda s: s.unthrottle(unsent, scene, token=token),
-                    size=256 + 24 * len(unsent),
-                )
-            )
-            return False
-
     def _remember(self, result: SendResult) -> None:
         self._recent.put(result.message_id, result)
 
@@ -411,27 +326,7 @@ class Router:
         final status through the store, and count it once. Returns those counted here: a
         duplicate, the other path's receipt or one another instance took first counts nothing.
         """
-        fresh = self.intake.ingest(reports, count=False)
-        ttl = self.settings.state.idempotency_ttl_s
-        counted: list[DeliveryReport] = []
-        for settled in fresh:
-            report = settled.report
-            try:
-                first = await self.store.put_status(
-                    report.provider,
-                    report.provider_message_id,
-                    shared_value(report),
-                    ttl,
-                    recipient=settled.recipient,
-                )
-            except StateStoreError as exc:
-                # Settled (and deduplicated) here already: counting it beats losing it.
-                log.warning("delivery status not shared: %s", exc)
-                first = True
-            if first:
-                self.intake.count_receipt(settled)
-                counted.append(report)
-        return counted
+        return await self.intake.record(reports, self.store)
 
     async def delivery_status(
         self, provider: str, provider_message_id: str, mobile: str
@@ -440,19 +335,7 @@ class Router:
         this instance knows (pending, or ambiguous when a masked receipt fits it and another
         recipient), or ``not_supported`` for a provider without receipts. ``mobile`` is the
         recipient's number (E.164 or any form the router accepts)."""
-        adapter = self.providers.get(provider)
-        if adapter is None or not adapter.receipts:
-            return Delivery(
-                DeliveryState.NOT_SUPPORTED, reason=f"{provider} gives no delivery receipts"
-            )
-        recipient = recipient_key(mobile, self.settings.default_region)
-        local = self.receipts.delivery(provider, provider_message_id, recipient)
-        try:
-            shared = await self.store.get_status(provider, provider_message_id, recipient=recipient)
-        except StateStoreError:
-            return local
-        found = from_shared(shared) if shared is not None else None
-        return found or local
+        return await self.intake.delivery(provider, provider_message_id, mobile, self.store)
 
     def recent_result(self, message_id: str) -> SendResult | None:
         """A result of this process's last sends (bounded), for status look-ups."""
@@ -484,61 +367,8 @@ class Router:
     def breaker(self, provider: str) -> CircuitBreaker:
         return self.runtimes[provider].breaker
 
-    # -- preparation --------------------------------------------------------------------------
-
-    def _prepare(self, message: Message, *, require_route: bool = True) -> _Prepared:
-        request, scene = self._render_request(message)
-        renders: dict[str, Rendered] = {}
-        missing: MissingParamError | None = None
-        for name, provider in self.providers.items():
-            try:
-                rendered = provider.render(request)
-            except MissingParamError as exc:
-                missing = exc
-                continue
-            if rendered is not None:
-                renders[name] = rendered
-        if not renders and missing is not None:
-            raise missing
-        if not renders and require_route:
-            raise NoRouteError(
-                f"no configured provider can render scene {scene!r}: add the scene's options "
-                "for a provider (e.g. a Ronglian template_id) or send content to a content "
-                "provider"
-            )
-        self.settings.limits.check_rendered(scene, renders)
-        recipients = prepare_recipients(
-            tuple(message.mobiles),  # already a tuple (Message reads it once): no copy
-            self.settings.default_region,
-            strict=self.settings.invalid_mobiles == "raise",
-        )
-        return _Prepared(scene, recipients, renders)
-
-    def _render_request(self, message: Message) -> tuple[RenderRequest, str]:
-        # Blank text is the message's fault: refused here, before any provider (or breaker)
-        # sees it, instead of being sent as a bare signature or refused as a provider fault.
-        if message.scene is None:
-            if not (message.content or "").strip():
-                raise EmptyContentError(
-                    "Message.content is empty or only whitespace; give the SMS text"
-                )
-            return RenderRequest(None, {}, message.content), "content"
-        spec = self.settings.templates.get(message.scene)
-        if spec is None:
-            raise UnknownTemplateError(message.scene, list(self.settings.templates))
-        params = {**spec.defaults, **{k: str(v) for k, v in message.params.items()}}
-        self.settings.limits.check_params(message.scene, params)
-        for text in spec.content_texts():
-            try:
-                blank = not render_content(text, params).strip()
-            except KeyError:
-                continue  # the adapter raises MissingParamError naming it
-            if blank:
-                raise EmptyContentError(
-                    f"scene {message.scene!r} renders to blank text with these params; "
-                    "give non-empty values for its placeholders"
-                )
-        return RenderRequest(spec.to_template(message.scene), params, None), message.scene
+    def _prepare(self, message: Message, *, require_route: bool = True) -> Prepared:
+        return prepare(message, self.settings, self.providers, require_route=require_route)
 
     def _emit_finished(self, scene: str, result: SendResult, duration_s: float) -> None:
         counts: dict[str, int] = defaultdict(int)
@@ -568,17 +398,6 @@ def _refusal(exc: RouterError) -> str:
     if isinstance(exc, IdempotencyPendingError):
         return "pending"
     return "internal"
-
-
-def _parts(renders: Iterable[Rendered]) -> tuple[int, int]:
-    """SMS parts per recipient (mainland, international): the longest rendering decides.
-    A template-only rendering (Ronglian) is counted as one part per template value set."""
-    texts = [r.content for r in renders if r.content]
-    if not texts:
-        return 1, 1
-    mainland = max(count_parts(t, mainland=True) for t in texts)
-    international = max(count_parts(t, mainland=False) for t in texts)
-    return max(1, mainland), max(1, international)
 
 
 __all__ = ["Explanation", "Router"]

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 from providers.base import AttemptResult, DeliveryReport, DeliveryStatus, Verdict
 from router.clock import Clock
+from router.errors import StateStoreError
 from router.events import EventBus, ReceiptReceived
-from router.receipts import ReceiptBook, SentBatch, SentMemory, Settled, match
+from router.receipts import (
+    Delivery,
+    DeliveryState,
+    ReceiptBook,
+    SentBatch,
+    SentMemory,
+    Settled,
+    from_shared,
+    match,
+    recipient_key,
+    shared_value,
+)
 from router.runtime import ProviderRuntime
+from router.state.base import StateStore
 
+log = logging.getLogger("router.intake")
 SENT_MEMORY = 100_000  # provider message ids remembered for receipt delay and trace links
 
 
@@ -23,12 +38,14 @@ class ReceiptIntake:
         clock: Clock,
         *,
         default_region: str,
+        status_ttl_s: float,
     ) -> None:
         self.runtimes = runtimes
         self.receipts = book
         self.events = events
         self.clock = clock
         self.default_region = default_region
+        self.status_ttl_s = status_ttl_s
         self._sent = SentMemory(clock, max_ids=SENT_MEMORY)
 
     def ingest(self, reports: Sequence[DeliveryReport], *, count: bool = True) -> list[Settled]:
@@ -81,3 +98,48 @@ class ReceiptIntake:
         for message_id, mobiles in by_id.items():
             batch = SentBatch(now, send_id, tuple(mobiles))
             self._sent.remember(result.provider, message_id, batch)
+
+    async def record(
+        self, reports: list[DeliveryReport], store: StateStore
+    ) -> list[DeliveryReport]:
+        """Settle each receipt on its recipient, share the first final status through the
+        store, and count it once. Returns those counted here: a duplicate, the other path's
+        receipt or one another instance took first counts nothing."""
+        counted: list[DeliveryReport] = []
+        for settled in self.ingest(reports, count=False):
+            report = settled.report
+            try:
+                first = await store.put_status(
+                    report.provider,
+                    report.provider_message_id,
+                    shared_value(report),
+                    self.status_ttl_s,
+                    recipient=settled.recipient,
+                )
+            except StateStoreError as exc:
+                # Settled (and deduplicated) here already: counting it beats losing it.
+                log.warning("delivery status not shared: %s", exc)
+                first = True
+            if first:
+                self.count_receipt(settled)
+                counted.append(report)
+        return counted
+
+    async def delivery(
+        self, provider: str, message_id: str, mobile: str, store: StateStore
+    ) -> Delivery:
+        """One recipient's delivery: the first final status any instance recorded, else what
+        this instance knows, or ``not_supported`` for a provider without receipts."""
+        rt = self.runtimes.get(provider)
+        if rt is None or not rt.provider.receipts:
+            return Delivery(
+                DeliveryState.NOT_SUPPORTED, reason=f"{provider} gives no delivery receipts"
+            )
+        recipient = recipient_key(mobile, self.default_region)
+        local = self.receipts.delivery(provider, message_id, recipient)
+        try:
+            shared = await store.get_status(provider, message_id, recipient=recipient)
+        except StateStoreError:
+            return local
+        found = from_shared(shared) if shared is not None else None
+        return found or local
