@@ -127,6 +127,12 @@ class StateSettings(BaseModel):
         default=10_000, ge=1, description="state writes queued while the store is unreachable"
     )
     outbox_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    memory_max_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="memory backend: bytes of idempotency records kept (about 600 per "
+        "single-recipient send); past it the oldest keys are forgotten before their TTL",
+    )
     outbox_flush_s: float = Field(default=0.5, gt=0, description="replay period of the outbox")
 
     @model_validator(mode="after")

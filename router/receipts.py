@@ -73,7 +73,7 @@ class SentMemory:
         self,
         clock: Clock,
         max_ids: int = 100_000,
-        max_bytes: int = 16 * 1024 * 1024,
+        max_bytes: int = 8 * 1024 * 1024,
         ttl_s: float = 3 * 86_400.0,
     ) -> None:
         self._by_id: BoundedCache[tuple[str, str], SentBatch] = BoundedCache(

@@ -52,7 +52,7 @@ def build_store(settings: RouterSettings, clock: Clock) -> StateStore:
             timeout_s=state.redis_timeout_s,
             clock_skew_s=state.clock_skew_s,
         )
-    return MemoryStateStore(clock)
+    return MemoryStateStore(clock, max_bytes=state.memory_max_bytes)
 
 
 def build_client(settings: RouterSettings, provider: Provider) -> HttpClient:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
@@ -11,6 +12,7 @@ from providers.base import Verdict
 from router.bounded import BoundedCache
 from router.clock import FakeClock
 from router.events import AttemptFinished, AttemptStarted, SendFinished, SendStarted
+from router.state import Acquired, Done, MemoryStateStore
 from router.telemetry.tracing import TracingSink
 
 OPS = st.lists(
@@ -77,3 +79,18 @@ def test_unsampled_sends_leave_nothing_in_the_tracing_sink() -> None:
         )
         sink.handle(SendFinished(send, "login_code", 0.02, 1, (("accepted", 1),), False, False))
     assert (len(sink._sends), len(sink._attempts), len(sink._finished)) == (0, 0, 0)
+
+
+@pytest.mark.anyio
+async def test_the_memory_store_keeps_its_byte_bound_and_says_when_it_forgets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStateStore(FakeClock(), max_bytes=1024 * 1024)
+    for i in range(300):
+        lease = await store.reserve(f"k{i}", "fp", lease_s=30)
+        assert isinstance(lease, Acquired)
+        assert await store.commit(f"k{i}", lease.token, b"x" * 10_000, ttl_s=86_400)
+    assert store._bytes <= 1024 * 1024
+    assert isinstance(await store.reserve("k299", "fp", 30), Done)  # the newest are kept
+    assert isinstance(await store.reserve("k0", "fp", 30), Acquired)  # the oldest forgotten
+    assert "forgetting idempotency keys before their TTL" in caplog.text

@@ -7,6 +7,7 @@ again): size ``max_bytes`` for your keyed traffic per TTL, or use Redis.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 
 from router.clock import Clock, SystemClock
 from router.state.base import Acquired, Conflict, Done, InProgress, Reservation
+
+log = logging.getLogger("router.state")
 
 
 @dataclass(slots=True)
@@ -43,6 +46,7 @@ class MemoryStateStore:
         self._max = max_entries
         self._max_bytes = max_bytes
         self._bytes = 0
+        self._warned_at = float("-inf")
         self._records: OrderedDict[str, _Record] = OrderedDict()
         self._marks: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
         self._open: dict[str, float] = {}
@@ -74,13 +78,24 @@ class MemoryStateStore:
         records, now = self._records, self._now()
         while records:
             key, oldest = next(iter(records.items()))
-            if (
-                oldest.expires > now
-                and len(records) <= self._max
-                and self._bytes <= self._max_bytes
-            ):
+            within = len(records) <= self._max and self._bytes <= self._max_bytes
+            if oldest.expires > now and within:
                 return
+            if oldest.expires > now:
+                self._warn_early_eviction()
             self._drop(key)
+
+    def _warn_early_eviction(self) -> None:
+        # A forgotten key would send again if retried: say so, at most once a minute.
+        now = self._now()
+        if now - self._warned_at >= 60:
+            self._warned_at = now
+            log.warning(
+                "memory state store full (%d records, %d bytes): forgetting idempotency keys "
+                "before their TTL; raise state.memory_max_bytes or use the Redis backend",
+                len(self._records),
+                self._bytes,
+            )
 
     async def reserve(
         self, key: str, fingerprint: str, lease_s: float, *, token: str = ""
@@ -106,6 +121,7 @@ class MemoryStateStore:
             record = _Record(fingerprint, 0.0)
         elif record is None or record.token != token:
             return False
+        self._drop(key)  # uncounted at its old size before it grows
         record.payload, record.token, record.owner = payload, None, token
         record.expires = self._now() + ttl_s
         self._add(key, record)  # newest last, its payload counted
