@@ -32,6 +32,7 @@ LIMITS: dict[Encoding, tuple[int, int]] = {
     "ucs2": (70, 67),
 }
 
+_GSM7 = frozenset(GSM7_BASIC) | frozenset(GSM7_EXTENDED)
 
 @dataclass(frozen=True, slots=True)
 class SegmentInfo:
@@ -42,7 +43,9 @@ class SegmentInfo:
 
 
 def utf16_units(text: str) -> int:
-    return sum(2 if ord(ch) > 0xFFFF else 1 for ch in text)
+    # The UTF-16 encoder counts surrogate pairs in C (per-message path: ~10x the generator).
+    # "surrogatepass": a lone surrogate still counts as one unit instead of raising.
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def segment_info(text: str, *, mainland: bool = True, signature: str = "") -> SegmentInfo:
@@ -51,9 +54,9 @@ def segment_info(text: str, *, mainland: bool = True, signature: str = "") -> Se
     if mainland:
         encoding: Encoding = "mainland"
         units = utf16_units(full)
-    elif all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in full):
+    elif _GSM7.issuperset(full):
         encoding = "gsm7"
-        units = sum(2 if ch in GSM7_EXTENDED else 1 for ch in full)
+        units = len(full) + sum(1 for ch in full if ch in GSM7_EXTENDED)
     else:
         encoding = "ucs2"
         units = utf16_units(full)

@@ -10,7 +10,6 @@ recipient or adds a provider to its tried set.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
@@ -24,6 +23,7 @@ from router.clock import Clock
 from router.config import RouterSettings
 from router.events import AttemptFinished, AttemptStarted, EventBus, FailoverTaken, PanicSend
 from router.health import HealthView
+from router.ids import new_id
 from router.intake import ReceiptIntake
 from router.limits import FailoverBudget
 from router.recipients import Tracker, unfinished
@@ -166,7 +166,7 @@ class Dispatcher:
         self, job: RouteJob, rt: ProviderRuntime, permit: Permit, chunk: list[Tracker]
     ) -> tuple[str, AttemptResult]:
         name = rt.provider.name
-        batch = Batch(uuid.uuid4().hex, tuple(t.mobile for t in chunk), job.renders[name])
+        batch = Batch(new_id(), tuple(t.mobile for t in chunk), job.renders[name])
         if permit.trial:
             rt.trial_done = anyio.Event()
         started: float | None = None

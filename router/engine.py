@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from router.events import (
 )
 from router.health import HealthView
 from router.idempotency import KeyPolicy, Progress, send_idempotent
+from router.ids import new_id
 from router.intake import ReceiptIntake
 from router.model import Message, SendResult
 from router.pollers import poll_balances, poll_receipts, replay_outbox, sync_breakers
@@ -278,7 +278,7 @@ class Router:
     async def _send_once(self, message: Message, progress: Progress) -> SendResult:
         started = self.clock.monotonic()
         prepared = self._prepare(message)
-        send_id = uuid.uuid4().hex
+        send_id = new_id()
         deadline_s = self.settings.send_deadline_s
         job = RouteJob(
             send_id,
