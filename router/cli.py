@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -39,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _has_uvloop() -> bool:
+    """uvloop (installed with uvicorn[standard]) where the platform has it: the sidecar's event
+    loop then costs less CPU per request; plain asyncio otherwise."""
+    return importlib.util.find_spec("uvloop") is not None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -48,7 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from router.sidecar.serve import serve
 
         try:
-            anyio.run(serve, args.config, args.sandbox, args.host, args.port)
+            anyio.run(
+                serve,
+                args.config,
+                args.sandbox,
+                args.host,
+                args.port,
+                backend_options={"use_uvloop": _has_uvloop()},
+            )
         except ConfigError as exc:
             print(f"config error: {exc}", file=sys.stderr)
             return 2
