@@ -147,7 +147,7 @@ class Dispatcher:
             trial = rt.trial_done
             if trial is None or trial.is_set() or rt.breaker.state is not BreakerState.HALF_OPEN:
                 for tracker in chunk:
-                    tracker.skipped.add(name)
+                    tracker.skip(name)
                 return
             await trial.wait()
         resend_unknown = self.settings.unknown_outcomes == "at_least_once"

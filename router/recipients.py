@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from providers.base import FaultKind, Mobile, RecipientResult, Verdict
 from router.errors import InvalidMobileError
@@ -17,13 +17,15 @@ class Tracker:
 
     mobile: Mobile
     raw: str
-    attempts: list[Attempt] = field(default_factory=list)
+    # Immutable and shared while empty: a 100,000-recipient broadcast keeps one tracker per
+    # recipient, and an empty list plus an empty set each cost more than the tracker's fields.
+    attempts: tuple[Attempt, ...] = ()
     status: RecipientStatus | None = None
     provider: str | None = None
     provider_message_id: str | None = None
     error: str | None = None
     in_flight: str | None = None  # provider name while its request may be on the wire
-    skipped: set[str] = field(default_factory=set)  # refused by a breaker: not an attempt
+    skipped: frozenset[str] = frozenset()  # refused by a breaker: not an attempt
     panic: bool = False  # routed by the panic rule (every breaker open)
     awaiting: tuple[str, str] | None = None  # (provider, request id): unknown, reconciling
 
@@ -31,6 +33,10 @@ class Tracker:
     def tried(self) -> set[str]:
         """Providers this recipient may not be routed to again."""
         return {a.provider for a in self.attempts} | self.skipped
+
+    def skip(self, provider: str) -> None:
+        """``provider``'s breaker refused this recipient (not an attempt: nothing was sent)."""
+        self.skipped = self.skipped | {provider}
 
     @property
     def last_provider(self) -> str | None:
@@ -47,7 +53,7 @@ class Tracker:
     ) -> None:
         """Apply one attempt's outcome; decides whether the recipient may fail over."""
         self.in_flight = None
-        self.attempts.append(Attempt(provider, result.verdict.value, result.fault, request_id))
+        self.attempts += (Attempt(provider, result.verdict.value, result.fault, request_id),)
         self.provider = provider
         if result.verdict is Verdict.ACCEPTED:
             self._finish(RecipientStatus.ACCEPTED, None)
@@ -101,7 +107,7 @@ class Tracker:
         """The send's deadline (or an internal failure) cut this recipient off."""
         if self.in_flight is not None:
             # The request may have been written: never claim it was not sent.
-            self.attempts.append(Attempt(self.in_flight, Verdict.UNKNOWN.value, None))
+            self.attempts += (Attempt(self.in_flight, Verdict.UNKNOWN.value, None),)
             self.provider = self.in_flight
             self.in_flight = None
             self._finish(RecipientStatus.UNKNOWN, "send deadline passed while in flight")
@@ -132,7 +138,7 @@ class Tracker:
             status=self.status,
             provider=self.provider,
             provider_message_id=self.provider_message_id,
-            attempts=tuple(self.attempts),
+            attempts=self.attempts,
             error=self.error,
         )
 
