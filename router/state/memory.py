@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from router.bounded import BoundedCache
 from router.clock import Clock, SystemClock
 from router.state.base import Acquired, Conflict, Done, InProgress, Reservation
 
@@ -32,6 +33,8 @@ class _Record:
         return RECORD_OVERHEAD + len(self.payload or b"")
 
 
+AUX_BYTES = 16 * 1024 * 1024  # throttle marks, delivery statuses: each
+AUX_TTL_S = 7 * 86_400.0
 RECORD_OVERHEAD = 250  # bytes per record besides its payload: key, fingerprint, token, entry
 
 
@@ -48,9 +51,23 @@ class MemoryStateStore:
         self._bytes = 0
         self._warned_at = float("-inf")
         self._records: OrderedDict[str, _Record] = OrderedDict()
-        self._marks: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
+        # Marks and statuses carry their own expiry; the caches bound them by count, bytes and
+        # a longest life (a week), oldest first.
+        self._marks: BoundedCache[tuple[str, str], tuple[float, str]] = BoundedCache(
+            self._clock,
+            max_entries=max_entries,
+            max_bytes=AUX_BYTES,
+            ttl_s=AUX_TTL_S,
+            size_of=lambda _: 250,
+        )
         self._open: dict[str, float] = {}
-        self._status: OrderedDict[tuple[str, str, str], tuple[str, float]] = OrderedDict()
+        self._status: BoundedCache[tuple[str, str, str], tuple[str, float]] = BoundedCache(
+            self._clock,
+            max_entries=max_entries,
+            max_bytes=AUX_BYTES,
+            ttl_s=AUX_TTL_S,
+            size_of=lambda v: 300 + len(v[0]),
+        )
 
     def _now(self) -> float:
         return self._clock.monotonic()
@@ -146,17 +163,14 @@ class MemoryStateStore:
             if mark is not None and mark[0] > now:
                 throttled.add(mobile)
                 continue
-            self._marks[(scope, mobile)] = (now + window_s, token)
-            self._marks.move_to_end((scope, mobile))
-        while len(self._marks) > self._max:
-            self._marks.popitem(last=False)
+            self._marks.put((scope, mobile), (now + window_s, token))
         return throttled
 
     async def unthrottle(self, mobiles: Sequence[str], scope: str, *, token: str = "") -> None:
         for mobile in mobiles:
             mark = self._marks.get((scope, mobile))
             if mark is not None and (not token or mark[1] == token):
-                del self._marks[(scope, mobile)]
+                self._marks.pop((scope, mobile))
 
     async def put_status(
         self, provider: str, message_id: str, status: str, ttl_s: float, *, recipient: str = ""
@@ -165,10 +179,7 @@ class MemoryStateStore:
         known = self._status.get(key)
         if known is not None and known[1] > now:
             return False  # final already: first receipt wins
-        self._status[key] = (status, now + ttl_s)
-        self._status.move_to_end(key)
-        while len(self._status) > self._max:
-            self._status.popitem(last=False)
+        self._status.put(key, (status, now + ttl_s))
         return True
 
     async def get_status(
