@@ -133,6 +133,7 @@ class V1PlatformProvider:
         self.max_batch = settings.max_batch
         self._clock = clock or SystemClock()  # unused by the protocol; kept for parity
         self._base = settings.base_url.rstrip("/")
+        self._send_url = httpx.URL(f"{self._base}/api/v1/send")  # parsed once, not per send
         self._codes = {**ERROR_CODES, **settings.error_codes}
 
     def __repr__(self) -> str:
@@ -187,7 +188,7 @@ class V1PlatformProvider:
         }
         if self.settings.ext_no is not None:
             fields["extNo"] = str(self.settings.ext_no)
-        return httpx.Request("POST", f"{self._base}/api/v1/send", data=fields)
+        return httpx.Request("POST", self._send_url, data=fields)
 
     def parse_response(self, batch: Batch, response: httpx.Response) -> AttemptResult:
         """``code == "00"``: accepted under the returned taskId (ours if empty); else refused."""
