@@ -15,6 +15,8 @@ A new client costs ~38 ms of CPU (CA bundle): the router creates one per provide
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Literal
 
 import aiohttp
@@ -22,6 +24,27 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from providers.http import HttpClient
+
+
+class _RedactQuerySecrets(logging.Filter):
+    """httpx logs every request URL at INFO, and Ronglian's URL carries ``sig`` (derived from
+    the auth token). An embedding application may log httpx at INFO: redact the value in the
+    record itself, whatever handler prints it."""
+
+    _SECRET = re.compile(r"((?:^|[?&])(?:sig|token|pwd|password)=)[^&\s\"']+", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(
+                self._SECRET.sub(r"\1***", str(a)) if isinstance(a, str | httpx.URL) else a
+                for a in (record.args if isinstance(record.args, tuple) else (record.args,))
+            )
+        if isinstance(record.msg, str):
+            record.msg = self._SECRET.sub(r"\1***", record.msg)
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactQuerySecrets())
 
 TransportKind = Literal["aiohttp", "httpx-aiohttp", "httpx"]
 DEFAULT_TRANSPORT: TransportKind = "aiohttp"

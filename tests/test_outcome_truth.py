@@ -6,6 +6,7 @@ Real emulators over loopback and a real redis-server; a frozen Redis is SIGSTOPp
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -374,3 +375,20 @@ async def test_the_sidecar_answers_the_truth_when_redis_dies_mid_send(
     assert retry.status_code == 200, retry.text
     assert retry.json()["idempotent_replay"] is True
     assert sent_to(sandbox, "13800138009") == 1
+
+
+@pytest.mark.parametrize("transport", ["httpx", "httpx-aiohttp"])
+async def test_httpx_request_logs_never_carry_ronglian_sig(
+    sandbox: RunningSandbox, caplog: pytest.LogCaptureFixture, transport: str
+) -> None:
+    """Embedded at INFO with an httpx transport, httpx logs each request URL; Ronglian's holds
+    its signature (a credential derived from the auth token)."""
+    caplog.set_level(logging.INFO, logger="httpx")
+    async with only(sandbox, "ronglian", transport=transport) as router:
+        result = await router.send(otp(["13800138010"]))
+    assert result.recipients[0].status is RecipientStatus.ACCEPTED
+    [request] = sandbox.sends("ronglian")
+    sig = request.query["sig"]
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("httpx")]
+    assert any("TemplateSMS" in line for line in logged)  # httpx did log the request
+    assert not any(sig in line for line in logged), logged
