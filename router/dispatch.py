@@ -21,7 +21,14 @@ from providers.http import send_batch
 from router.breaker import Permit
 from router.clock import Clock
 from router.config import RouterSettings
-from router.events import AttemptFinished, AttemptStarted, EventBus, FailoverTaken, PanicSend
+from router.events import (
+    AttemptFinished,
+    AttemptStarted,
+    EventBus,
+    FailoverBudgetExhausted,
+    FailoverTaken,
+    PanicSend,
+)
 from router.health import HealthView
 from router.ids import new_id
 from router.intake import ReceiptIntake
@@ -102,6 +109,10 @@ class Dispatcher:
             granted = self.budget.try_spend(len(trackers))
             for tracker in trackers[granted:]:
                 tracker.exhausted("failover budget exhausted: too many failovers recently")
+            if granted < len(trackers):
+                self.events.emit(
+                    FailoverBudgetExhausted(job.send_id, source, job.scene, len(trackers) - granted)
+                )
             if granted:
                 assignments[target].extend(trackers[:granted])
                 self.events.emit(FailoverTaken(job.send_id, source, target, job.scene, granted))

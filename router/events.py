@@ -91,6 +91,25 @@ class SendRefused:
 
 
 @dataclass(frozen=True, slots=True)
+class FailoverBudgetExhausted:
+    """Recipients that would have failed over were finished instead: the budget was spent."""
+
+    send_id: str
+    from_provider: str
+    scene: str
+    recipients: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRejected:
+    """A provider push was refused. ``reason``: ``token``, ``address``, ``unreadable``,
+    ``unknown_kind``, ``not_configured``."""
+
+    provider: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class BreakerChanged:
     provider: str
     old_state: str
@@ -131,6 +150,8 @@ Event = (
     | PanicSend
     | SendFinished
     | SendRefused
+    | FailoverBudgetExhausted
+    | CallbackRejected
     | BreakerChanged
     | DedupeChecked
     | ReceiptReceived

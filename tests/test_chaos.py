@@ -13,7 +13,7 @@ from policies.base import BreakerState
 from providers.emulators._common import FaultSettings
 from router import Message, RecipientStatus, Router
 from router.clock import FakeClock
-from router.events import BreakerChanged, Event, EventBus, PanicSend
+from router.events import BreakerChanged, Event, EventBus, FailoverBudgetExhausted, PanicSend
 from tests.sandbox import RunningSandbox
 
 pytestmark = pytest.mark.anyio
@@ -224,3 +224,6 @@ async def test_the_failover_budget_caps_failovers(sandbox: RunningSandbox) -> No
         for r in recipients
         if r.status is RecipientStatus.REJECTED
     )
+    # Said, not only applied: one event (log line, metric) with the recipients it cost.
+    [exhausted] = rec.of(FailoverBudgetExhausted)
+    assert (exhausted.from_provider, exhausted.recipients) == (A, 40)

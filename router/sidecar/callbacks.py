@@ -3,7 +3,9 @@
 ``POST /v1/callbacks/{provider}/{kind}?token=...`` where kind is ``status`` / ``mo``
 (v1 platform) or ``receipt`` (Ronglian). Each answers fast with what the provider expects
 (HTTP 200; Ronglian's JSON ack), is idempotent (a receipt pushed twice counts once), and is
-guarded by a per-provider shared-secret token in the URL and an optional IP allow-list.
+guarded by a per-provider shared-secret token (``X-Callback-Token`` header, or ``?token=`` for
+providers that can only be given a URL) and an optional IP allow-list. Every refusal is a log
+line and ``smsrouter_callback_rejections_total{provider,reason}``.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from starlette.responses import Response
 from providers.base import DeliveryReport, InboundMessage
 from router.engine import Router
 from router.errors import ProviderResponseError
+from router.events import CallbackRejected
 
 log = logging.getLogger("router.callbacks")
 INBOUND_KEEP = 10_000
+TOKEN_HEADER = "x-callback-token"  # noqa: S105 - a header name, not a secret
 
 
 class Callbacks:
@@ -29,21 +33,29 @@ class Callbacks:
         self.router = router
         self.inbound: deque[InboundMessage] = deque(maxlen=INBOUND_KEEP)
 
+    def _reject(self, provider: str, reason: str, status: int, text: str) -> Response:
+        """Answer a refused push, and say so: a log line and a metric (never the token)."""
+        known = provider if provider in self.router.providers else "other"  # bounded label
+        self.router.events.emit(CallbackRejected(known, reason))
+        return Response(text, status_code=status)
+
     def _denied(self, request: Request, provider: str) -> Response | None:
         settings = self.router.settings.server
         expected = settings.callback_tokens.get(provider)
         if provider not in self.router.providers or expected is None:
-            return Response("no callback configured for this provider", status_code=404)
-        given = request.query_params.get("token", "")
+            return self._reject(
+                provider, "not_configured", 404, "no callback configured for this provider"
+            )
+        # A header keeps the token out of access logs; the query stays for providers that
+        # can only be given a URL.
+        given = request.headers.get(TOKEN_HEADER) or request.query_params.get("token", "")
         if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
-            return Response("bad token", status_code=403)
+            return self._reject(provider, "token", 403, "bad token")
         allowed = settings.callback_allow_ips.get(provider)
         if allowed:
-            if request.client is None:
-                return Response("address not allowed", status_code=403)
-            client = ipaddress.ip_address(request.client.host)
-            if not any(client in ipaddress.ip_network(net) for net in allowed):
-                return Response("address not allowed", status_code=403)
+            client = ipaddress.ip_address(request.client.host) if request.client else None
+            if client is None or not any(client in ipaddress.ip_network(n) for n in allowed):
+                return self._reject(provider, "address", 403, "address not allowed")
         return None
 
     async def handle(self, request: Request) -> Response:
@@ -53,14 +65,14 @@ class Callbacks:
             return denied
         receiver = self.router.runtimes[provider].pushes
         if receiver is None or kind not in receiver.push_kinds:
-            return Response(f"{provider} has no {kind} callback", status_code=404)
+            return self._reject(provider, "unknown_kind", 404, f"{provider} has no {kind} callback")
         body = await request.body()
         content_type = request.headers.get("content-type", "")
         try:
             parsed = receiver.parse_push(kind, body, content_type)
         except ProviderResponseError as exc:
-            log.warning("provider=%s callback=%s rejected: %s", provider, kind, exc)
-            return Response(str(exc), status_code=400)
+            log.warning("provider=%s callback=%s unreadable: %s", provider, kind, exc)
+            return self._reject(provider, "unreadable", 400, str(exc))
         if isinstance(parsed, DeliveryReport):
             await self.router.record_receipts([parsed])
         else:

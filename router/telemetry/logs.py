@@ -7,7 +7,9 @@ import logging
 from router.events import (
     AttemptFinished,
     BreakerChanged,
+    CallbackRejected,
     Event,
+    FailoverBudgetExhausted,
     FailoverTaken,
     PanicSend,
     SendFinished,
@@ -49,6 +51,16 @@ class LoggingSink:
                 event.recipients,
                 event.send_id,
             )
+        elif isinstance(event, FailoverBudgetExhausted):
+            log.warning(
+                "provider=%s failover budget exhausted: %d recipients finished without failover "
+                "(send=%s)",
+                event.from_provider,
+                event.recipients,
+                event.send_id,
+            )
+        elif isinstance(event, CallbackRejected):
+            log.warning("provider=%s callback rejected: reason=%s", event.provider, event.reason)
         elif isinstance(event, SendRefused) and event.reason in ("store", "internal"):
             # The router's own refusals (the caller's are answered as errors, not logged).
             log.error(

@@ -25,8 +25,10 @@ from router.events import (
     AttemptStarted,
     BalanceUpdated,
     BreakerChanged,
+    CallbackRejected,
     DedupeChecked,
     Event,
+    FailoverBudgetExhausted,
     FailoverTaken,
     PanicSend,
     ReceiptReceived,
@@ -50,6 +52,7 @@ BREAKER_VALUE = {
 ERROR_CLASSES = ("none", *(e.value for e in ErrorClass))
 DEDUPE_RESULTS = ("new", "replay", "conflict")
 SEND_OUTCOMES = ("ok", "partial", "failed", "refused")
+CALLBACK_REJECTIONS = ("token", "address", "unreadable", "unknown_kind", "not_configured")
 REFUSAL_REASONS = ("store", "internal", "bad_message", "conflict", "pending")
 # Refusals that are the router's fault count their recipients as "refused" in the
 # availability SLI; the caller's own (bad message, key conflict) do not burn the budget.
@@ -92,6 +95,16 @@ class Metrics:
             "failovers_total",
             "Recipients moved to another provider.",
             ["from_provider", "to_provider"],
+        )
+        self.budget_exhausted = counter(
+            "failover_budget_exhausted_total",
+            "Recipients finished instead of failing over: the failover budget was spent.",
+            ["provider"],
+        )
+        self.callback_rejections = counter(
+            "callback_rejections_total",
+            "Provider pushes refused, by reason.",
+            ["provider", "reason"],
         )
         self.panics = counter(
             "panic_sends_total", "Batches sent with every breaker open.", ["provider"]
@@ -200,6 +213,9 @@ class MetricsSink:
                 if other != p:
                     m.failovers.labels(p, other)
             m.panics.labels(p)
+            m.budget_exhausted.labels(p)
+            for reason in CALLBACK_REJECTIONS:
+                m.callback_rejections.labels(p, reason)
             m.parts.labels(p)
             m.cost.labels(p)
             m.breaker.labels(p).set(0)
@@ -234,6 +250,10 @@ class MetricsSink:
             m.failovers.labels(event.from_provider, event.to_provider).inc(event.recipients)
         elif isinstance(event, PanicSend):
             m.panics.labels(event.provider).inc()
+        elif isinstance(event, FailoverBudgetExhausted):
+            m.budget_exhausted.labels(event.from_provider).inc(event.recipients)
+        elif isinstance(event, CallbackRejected):
+            m.callback_rejections.labels(event.provider, event.reason).inc()
         elif isinstance(event, BreakerChanged):
             m.transitions.labels(event.provider, event.new_state).inc()
             m.breaker.labels(event.provider).set(BREAKER_VALUE[event.new_state])
