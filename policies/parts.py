@@ -34,6 +34,7 @@ LIMITS: dict[Encoding, tuple[int, int]] = {
 
 _GSM7 = frozenset(GSM7_BASIC) | frozenset(GSM7_EXTENDED)
 
+
 @dataclass(frozen=True, slots=True)
 class SegmentInfo:
     encoding: Encoding
