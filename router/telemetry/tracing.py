@@ -16,6 +16,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
+from router.errors import ConfigError
 from router.events import (
     AttemptFinished,
     AttemptStarted,
@@ -146,19 +147,52 @@ def _put(cache: OrderedDict[str, Any], key: str, value: Any, limit: int) -> None
 def configure_sdk_from_env() -> None:
     """The sidecar's tracing set-up from the standard ``OTEL_*`` variables.
 
-    The SDK reads ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` and
-    ``OTEL_SERVICE_NAME`` itself; spans are exported over OTLP/HTTP only when
-    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the traces-specific variable) is set.
+    The SDK reads the sampler (``OTEL_TRACES_SAMPLER`` / ``_ARG``) and the resource
+    (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``) itself; ``service.name`` defaults to
+    ``sms-router`` only when neither sets it. ``OTEL_TRACES_EXPORTER``: ``otlp`` (OTLP/HTTP),
+    ``console`` or ``none``; unset, spans are exported over OTLP only when an OTLP endpoint
+    variable is set, so a sidecar without a collector does not log connection errors.
     """
-    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = TracerProvider(resource=Resource.create({"service.name": "sms-router"}))
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    trace.set_tracer_provider(TracerProvider(resource=_resource()))
+    exporter = _exporter(os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower())
+    if exporter is not None:
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider = trace.get_tracer_provider()
+        assert isinstance(provider, TracerProvider)
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+
+
+def _resource() -> Any:
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+    detected = Resource.create()
+    if "OTEL_SERVICE_NAME" in os.environ or "service.name=" in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
     ):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        return detected
+    return detected.merge(Resource({SERVICE_NAME: "sms-router"}))
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
+
+def _exporter(kind: str) -> Any:
+    """The span exporter ``OTEL_TRACES_EXPORTER`` names, or None (nothing exported)."""
+    if kind == "none" or (not kind and not _otlp_endpoint_set()):
+        return None
+    if kind == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    if kind not in ("", "otlp"):
+        raise ConfigError("OTEL_TRACES_EXPORTER", f"use otlp, console or none, not {kind!r}")
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
+
+
+def _otlp_endpoint_set() -> bool:
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
