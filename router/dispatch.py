@@ -268,6 +268,8 @@ class Dispatcher:
                 unknown=counts[Verdict.UNKNOWN],
                 parts=parts,
                 cost=cost,
+                code=result.fault.code if result.fault else None,
+                http_status=result.http_status,
             )
         )
 

@@ -46,6 +46,8 @@ class AttemptFinished:
     unknown: int
     parts: int = 1  # SMS parts per recipient
     cost: float = 0.0  # billed for the accepted recipients
+    code: str | None = None  # the provider's own error code, when it gave one
+    http_status: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

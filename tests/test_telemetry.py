@@ -115,11 +115,13 @@ async def test_span_tree_of_a_failed_over_send(sandbox: RunningSandbox) -> None:
         trace_id_for=tracing.trace_id_for,
     )
     async with failing_over_router(sandbox, metrics, tracing) as router:
-        await router.send(
+        result = await router.send(
             Message(mobiles=["13800000003"], scene="login_code", params={"code": "1"})
         )
     spans = exporter.get_finished_spans()
     [root] = [s for s in spans if s.name == "sms.send"]
+    assert (root.attributes or {}).get("messaging.message.id") == result.message_id
+    assert (root.attributes or {}).get("messaging.operation.name") == "send"
     attempts = sorted(
         (s for s in spans if s.name == "sms.attempt"), key=lambda s: s.start_time or 0
     )
@@ -127,6 +129,8 @@ async def test_span_tree_of_a_failed_over_send(sandbox: RunningSandbox) -> None:
     assert [(a.attributes or {}).get("sms.provider") for a in attempts] == [PRIMARY, BACKUP]
     assert [(a.attributes or {}).get("sms.outcome") for a in attempts] == ["rejected", "accepted"]
     assert (attempts[0].attributes or {}).get("sms.error_class") == "refused"
+    assert (attempts[0].attributes or {}).get("sms.provider_code")  # the provider's own code
+    assert (attempts[1].attributes or {}).get("http.response.status_code") == 200
     assert [e.name for e in root.events] == ["sms.failover"]
     for span in spans:
         assert "13800000003" not in str(span.to_json())

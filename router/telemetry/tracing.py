@@ -51,7 +51,17 @@ class TracingSink:
             span = self._tracer.start_span(
                 "sms.send",
                 kind=SpanKind.INTERNAL,
-                attributes={"sms.scene": event.scene, "sms.recipients": event.recipients},
+                attributes={
+                    "sms.scene": event.scene,
+                    "sms.recipients": event.recipients,
+                    # OpenTelemetry messaging semantic conventions
+                    "messaging.system": "sms",
+                    "messaging.operation.name": "send",
+                    "messaging.operation.type": "send",
+                    "messaging.message.id": event.send_id,
+                    "messaging.destination.name": event.scene,
+                    "messaging.batch.message_count": event.recipients,
+                },
             )
             # Unsampled sends keep nothing: no entry, no attempt spans, no receipt link. At 1%
             # sampling that is 99% of sends retaining nothing for tracing.
@@ -76,7 +86,13 @@ class TracingSink:
             "sms.attempt",
             context=trace.set_span_in_context(parent),
             kind=SpanKind.CLIENT,
-            attributes={"sms.provider": event.provider, "sms.batch_size": event.batch_size},
+            attributes={
+                "sms.provider": event.provider,
+                "sms.batch_size": event.batch_size,
+                "messaging.system": "sms",
+                "messaging.destination.name": event.provider,
+                "messaging.message.id": event.attempt_id,
+            },
         )
         _put(self._attempts, event.attempt_id, span, MAX_OPEN_SPANS)
 
@@ -88,6 +104,10 @@ class TracingSink:
         span.set_attribute("sms.accepted", event.accepted)
         if event.error_class is not None:
             span.set_attribute("sms.error_class", event.error_class.value)
+        if event.code is not None:
+            span.set_attribute("sms.provider_code", event.code)
+        if event.http_status is not None:
+            span.set_attribute("http.response.status_code", event.http_status)
         if event.verdict.value != "accepted":
             span.set_status(Status(StatusCode.ERROR, event.verdict.value))
         span.end()

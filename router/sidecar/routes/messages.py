@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -26,8 +28,9 @@ _SEND_ERRORS: tuple[tuple[type[RouterError], int, str], ...] = (
     (IdempotencyPendingError, 409, "idempotency_pending"),
     (MessageError, 400, "bad_message"),
     (StateStoreError, 503, "state_store_unavailable"),
-    (RouterError, 400, "router_error"),
+    (RouterError, 500, "internal_error"),  # Router.send raises bare RouterError for bugs only
 )
+_tracer = trace.get_tracer("sms-router.sidecar")
 
 
 class Messages:
@@ -46,16 +49,25 @@ class Messages:
 
     async def send(self, request: Request) -> Response:
         """``POST /v1/messages``: per-recipient outcomes of one logical message."""
-        parsed = await parse_send(request)
-        if isinstance(parsed, Response):
-            return parsed
-        try:
-            message = parsed.to_message(request.headers.get("idempotency-key"))
-            result = await self.router.send(message)
-        except RouterError as exc:
-            status, kind = next((s, k) for c, s, k in _SEND_ERRORS if isinstance(exc, c))
-            return error_response(status, kind, str(exc))
-        return json_response(result_json(result))
+        # A W3C traceparent makes the caller's trace the parent: server span, then sms.send.
+        parent = propagate.extract(request.headers)
+        with _tracer.start_as_current_span(
+            "POST /v1/messages", context=parent, kind=SpanKind.SERVER
+        ) as span:
+            parsed = await parse_send(request)
+            if isinstance(parsed, Response):
+                span.set_attribute("http.response.status_code", parsed.status_code)
+                return parsed
+            try:
+                message = parsed.to_message(request.headers.get("idempotency-key"))
+                result = await self.router.send(message)
+            except RouterError as exc:
+                status, kind = next((s, k) for c, s, k in _SEND_ERRORS if isinstance(exc, c))
+                span.set_attribute("http.response.status_code", status)
+                return error_response(status, kind, str(exc))
+            span.set_attribute("http.response.status_code", 200)
+            span.set_attribute("messaging.message.id", result.message_id)
+            return json_response(result_json(result))
 
     async def explain(self, request: Request) -> Response:
         """``POST /v1/explain``: the ranking a send would use, with reasons."""
