@@ -33,7 +33,11 @@ ERRORS = {
     "409": _error("Idempotency key reused for another payload, or still in progress."),
     "422": _error("The request body is not valid JSON for this schema."),
     "429": _error("Too many requests (reserved for rate limiting in front of the sidecar)."),
-    "503": _error("Not ready, draining, or the state store is unreachable (fail closed)."),
+    "500": _error("A bug in sms-router, raised before anything was sent (nothing was sent)."),
+    "503": _error(
+        "Not ready, draining, or the state store is unreachable before sending (nothing was "
+        "sent; retry with the same idempotency key)."
+    ),
 }
 
 
@@ -135,7 +139,7 @@ def _message_paths() -> dict[str, Any]:
                 "Send a message",
                 "Per-recipient outcomes",
                 "SendResult",
-                ("400", "409", "422", "503"),
+                ("400", "409", "422", "500", "503"),
                 body=True,
             )
         },
