@@ -74,11 +74,21 @@ class ThreadedServer:
 async def serve_in_loop(
     app: Any, host: str, port: int, *, task_status: anyio.abc.TaskStatus[None]
 ) -> None:
-    """Serve ``app`` as a task of the running loop; reports started once it is listening."""
+    """Serve ``app`` as a task of the running loop; reports started once it is listening.
+    Cancelled, it shuts the server down cleanly (no lifespan CancelledError tracebacks)."""
     server = uvicorn.Server(_config(app, host, port))
-    # _serve skips uvicorn's signal capture: the process owner (the sidecar) handles signals.
     async with anyio.create_task_group() as tg:
-        tg.start_soon(server._serve)
+        tg.start_soon(_serve_shielded, server)
         while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await anyio.sleep(0.01)
         task_status.started()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            server.should_exit = True  # the shielded task then finishes its own shutdown
+
+
+async def _serve_shielded(server: uvicorn.Server) -> None:
+    # _serve skips uvicorn's signal capture: the process owner (the sidecar) handles signals.
+    with anyio.CancelScope(shield=True):
+        await server._serve()
