@@ -13,6 +13,7 @@ import httpx
 import orjson
 
 from router.errors import ConfigError
+from router.telemetry.logformat import configure_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text (default) or one JSON object per line; both carry trace ids",
+    )
 
     send = sub.add_parser("send", help="send a message through a running sidecar")
     send.add_argument("mobiles", nargs="+", help="recipient mobile numbers")
@@ -48,7 +55,7 @@ def _has_uvloop() -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(getattr(args, "log_format", "text"))
     # httpx logs every request URL at INFO; a Ronglian URL carries its signature.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.command == "serve":

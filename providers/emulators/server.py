@@ -21,7 +21,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _config(app: Any, host: str, port: int) -> uvicorn.Config:
     return uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="auto"
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="auto",
+        log_config=None,  # the owner's logging (the sidecar's format), not uvicorn's own
     )
 
 

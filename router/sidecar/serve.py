@@ -47,6 +47,7 @@ async def serve(
                 port=port,
                 log_level="info",
                 access_log=False,  # a line per request costs more than routing it
+                log_config=None,  # uvicorn logs through the CLI's handler: one format
                 lifespan="on",
                 timeout_graceful_shutdown=int(settings.server.drain_s) or None,
             )
