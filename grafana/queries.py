@@ -33,7 +33,8 @@ PANELS: tuple[PanelSpec, ...] = (
         "stat",
         "percentunit",
         (("1 - smsrouter:availability_errors:ratio_rate5m", "availability"),),
-        "Accepted recipients / answerable recipients. SLO 99.5%.",
+        "Accepted recipients / answerable recipients (accepted, rejected, unknown, refused; "
+        "invalid, throttled and unroutable excluded). SLO 99.5%.",
     ),
     PanelSpec(
         "SLO overview",
@@ -45,17 +46,14 @@ PANELS: tuple[PanelSpec, ...] = (
     ),
     PanelSpec(
         "SLO overview",
-        "Error budget left (3d)",
+        "Error budget left (30d)",
         "stat",
         "percentunit",
         (
-            (
-                f"1 - smsrouter:availability_errors:ratio_rate3d / {AVAILABILITY_BUDGET}",
-                "availability",
-            ),
-            (f"1 - smsrouter:latency_errors:ratio_rate3d / {LATENCY_BUDGET}", "latency"),
+            ("smsrouter:availability_error_budget_remaining:ratio30d", "availability"),
+            ("smsrouter:latency_error_budget_remaining:ratio30d", "latency"),
         ),
-        "Share of the error budget not yet spent over the last 3 days.",
+        "Share of the 30-day error budget not yet spent, clamped to [0, 1] (0: overspent).",
     ),
     PanelSpec(
         "SLO overview",

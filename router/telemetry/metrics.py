@@ -6,8 +6,9 @@ is created at start, so a rate reads 0 rather than "no data", and the hot path i
 pre-bound child (~0.5 us) instead of calling ``labels()`` (~2 us).
 
 SLOs the dashboard and alerts read:
-* availability: accepted recipients / recipients the router is answerable for (all but
-  ``invalid`` and ``throttled``, which are the caller's);
+* availability: accepted recipients / recipients the router is answerable for (accepted,
+  rejected, unknown, and "refused" for the router's own refusals; ``invalid``, ``throttled``
+  and ``unroutable`` are the caller's);
 * latency: sends finished within ``SLO_SEND_LATENCY_S``; attempts within ``SLO_ATTEMPT_S``.
 Histogram buckets include both thresholds exactly, so the SLI needs no interpolation.
 """
@@ -57,6 +58,8 @@ REFUSAL_REASONS = ("store", "internal", "bad_message", "conflict", "pending")
 # Refusals that are the router's fault count their recipients as "refused" in the
 # availability SLI; the caller's own (bad message, key conflict) do not burn the budget.
 ROUTER_REFUSALS = frozenset({"store", "internal"})
+# Recipient statuses that are the caller's doing: outside the availability SLI (good or bad).
+CALLERS_OWN = frozenset({"invalid", "throttled", "unroutable"})
 RECIPIENT_STATUSES = (*(s.value for s in RecipientStatus), "refused")
 
 
@@ -298,7 +301,7 @@ class MetricsSink:
             c.recipients[status].inc(n)
             if status == "accepted":
                 accepted = n
-            if status not in ("invalid", "throttled"):
+            if status not in CALLERS_OWN:
                 answerable += n
         outcome = "ok" if accepted == answerable else "partial" if accepted else "failed"
         c.sends[outcome].inc()

@@ -135,7 +135,7 @@ class TracingSink:
         counts = dict(event.by_status)
         for status, n in counts.items():
             span.set_attribute(f"sms.recipients.{status}", n)
-        if set(counts) - {"accepted", "invalid", "throttled"}:
+        if set(counts) - {"accepted", "invalid", "throttled", "unroutable"}:
             span.set_status(Status(StatusCode.ERROR, "not every recipient was accepted"))
         span.end()
         _put(self._finished, event.send_id, span.get_span_context(), MAX_LINKS)
