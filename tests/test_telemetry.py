@@ -159,3 +159,17 @@ async def test_a_receipt_span_links_to_its_send(sandbox: RunningSandbox) -> None
     [root] = [s for s in exporter.get_finished_spans() if s.name == "sms.send"]
     [receipt] = [s for s in exporter.get_finished_spans() if s.name == "sms.receipt"]
     assert [link.context.span_id for link in receipt.links] == [root.context.span_id]
+
+
+def test_the_exposition_says_which_build_runs_and_how_the_process_does() -> None:
+    registry = CollectorRegistry()
+    MetricsSink(registry, providers=["v1platform"], scenes=["login_code"])
+    text = generate_latest(registry).decode()
+    assert 'smsrouter_build_info{python="' in text and 'version="' in text
+    for family in (
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "python_gc_collections_total",
+        "python_info",
+    ):
+        assert f"\n{family}" in text, family

@@ -15,9 +15,20 @@ Histogram buckets include both thresholds exactly, so the SLI needs no interpola
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from policies.base import BreakerState
 from providers.base import ErrorClass, Verdict
@@ -61,6 +72,13 @@ ROUTER_REFUSALS = frozenset({"store", "internal"})
 # Recipient statuses that are the caller's doing: outside the availability SLI (good or bad).
 CALLERS_OWN = frozenset({"invalid", "throttled", "unroutable"})
 RECIPIENT_STATUSES = (*(s.value for s in RecipientStatus), "refused")
+
+
+def _version() -> str:
+    try:
+        return version("sms-router")
+    except PackageNotFoundError:  # run from a checkout without installing
+        return "unknown"
 
 
 class Metrics:
@@ -171,6 +189,15 @@ class Metrics:
             registry=registry,
         )
         self.inflight = Gauge("smsrouter_inflight_sends", "Sends in progress.", registry=registry)
+        # Which build is running (a dashboard annotates deploys with it), and the process's
+        # own CPU, memory and GC figures: the router keeps its own registry, so the default
+        # collectors are added here.
+        Info("smsrouter_build", "The running build.", registry=registry).info(
+            {"version": _version(), "python": platform.python_version()}
+        )
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
 
 
 class MetricsSink:
