@@ -85,9 +85,17 @@ class Metrics:
     """The metric families on one registry (a fresh one per test, the global in production)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        def counter(name: str, doc: str, labels: Sequence[str]) -> Counter:
-            return Counter(f"smsrouter_{name}", doc, labels, registry=registry)
+        self._registry = registry
+        self._send_families()
+        self._provider_families()
+        self._histograms()
+        self._gauges_and_process()
 
+    def _counter(self, name: str, doc: str, labels: Sequence[str]) -> Counter:
+        return Counter(f"smsrouter_{name}", doc, labels, registry=self._registry)
+
+    def _send_families(self) -> None:
+        counter = self._counter
         self.sends = counter(
             "send_requests_total", "Sends by overall outcome.", ["scene", "outcome"]
         )
@@ -102,6 +110,12 @@ class Metrics:
             "Sends refused before anything was sent, by reason.",
             ["scene", "reason"],
         )
+        self.dedupe = counter(
+            "dedupe_total", "Idempotency look-ups by result.", ["scene", "result"]
+        )
+
+    def _provider_families(self) -> None:
+        counter = self._counter
         self.attempts = counter(
             "provider_attempts_total",
             "Provider requests by outcome.",
@@ -133,9 +147,6 @@ class Metrics:
         self.transitions = counter(
             "breaker_transitions_total", "Breaker state changes.", ["provider", "state"]
         )
-        self.dedupe = counter(
-            "dedupe_total", "Idempotency look-ups by result.", ["scene", "result"]
-        )
         self.parts = counter(
             "message_parts_total", "SMS parts accepted by providers.", ["provider"]
         )
@@ -148,6 +159,9 @@ class Metrics:
             "recipient).",
             ["provider", "status"],
         )
+
+    def _histograms(self) -> None:
+        registry = self._registry
         self.send_latency = Histogram(
             "smsrouter_send_duration_seconds",
             "End-to-end send latency.",
@@ -176,6 +190,9 @@ class Metrics:
             buckets=RECEIPT_BUCKETS,
             registry=registry,
         )
+
+    def _gauges_and_process(self) -> None:
+        registry = self._registry
         self.breaker = Gauge(
             "smsrouter_breaker_state",
             "Breaker state: 0 closed, 1 half-open, 2 open.",
