@@ -187,7 +187,8 @@ class Dispatcher:
             started = self.clock.monotonic()
             for tracker in chunk:
                 tracker.in_flight = name
-            self.events.emit(AttemptStarted(job.send_id, batch.request_id, name, len(chunk)))
+            if self.events.active:
+                self.events.emit(AttemptStarted(job.send_id, batch.request_id, name, len(chunk)))
             timeout = max(0.001, min(rt.provider.settings.timeout_s, job.deadline - started))
             result = await send_batch(rt.provider, rt.client, batch, timeout_s=timeout)
         except BaseException:
@@ -250,9 +251,16 @@ class Dispatcher:
         parts: int,
         cost: float,
     ) -> None:
-        counts = dict.fromkeys(Verdict, 0)
+        if not self.events.active:
+            return
+        accepted = rejected = unknown = 0
         for r in result.recipients:
-            counts[r.verdict] += 1
+            if r.verdict is Verdict.ACCEPTED:
+                accepted += 1
+            elif r.verdict is Verdict.REJECTED:
+                rejected += 1
+            else:
+                unknown += 1
         self.events.emit(
             AttemptFinished(
                 send_id=job.send_id,
@@ -263,9 +271,9 @@ class Dispatcher:
                 verdict=result.verdict,
                 error_class=result.fault.error_class if result.fault else None,
                 duration_s=duration_s,
-                accepted=counts[Verdict.ACCEPTED],
-                rejected=counts[Verdict.REJECTED],
-                unknown=counts[Verdict.UNKNOWN],
+                accepted=accepted,
+                rejected=rejected,
+                unknown=unknown,
                 parts=parts,
                 cost=cost,
                 code=result.fault.code if result.fault else None,

@@ -292,7 +292,8 @@ class Router:
         window = self.throttles.window(message)
         if window:
             await self.throttles.take(prepared.scene, trackers, window, send_id)
-        self.events.emit(SendStarted(send_id, prepared.scene, len(trackers)))
+        if self.events.active:
+            self.events.emit(SendStarted(send_id, prepared.scene, len(trackers)))
         recorded = True
         try:
             progress.reached_provider = True
@@ -371,6 +372,8 @@ class Router:
         return prepare(message, self.settings, self.providers, require_route=require_route)
 
     def _emit_finished(self, scene: str, result: SendResult, duration_s: float) -> None:
+        if not self.events.active:
+            return
         counts: dict[str, int] = defaultdict(int)
         for r in result.recipients:
             counts[r.status.value] += 1

@@ -176,6 +176,11 @@ class EventBus:
     def add(self, sink: EventSink) -> None:
         self._sinks = (*self._sinks, sink)
 
+    @property
+    def active(self) -> bool:
+        """Whether anyone listens: the per-send path builds no events for nobody."""
+        return bool(self._sinks)
+
     def emit(self, event: Event) -> None:
         for sink in self._sinks:
             try:
