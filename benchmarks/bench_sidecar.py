@@ -39,7 +39,7 @@ import aiohttp
 import anyio
 import httpx
 
-from benchmarks.stats import percentile, table, write_result
+from benchmarks.stats import percentile, spread, table, write_result
 from providers.emulators.server import free_port
 from router.cli import _has_uvloop
 
@@ -222,16 +222,6 @@ def one_case(
     figures["upstream_requests"] = standin_requests(upstream) - before
     figures["expected_upstream"] = warmup + n
     return figures
-
-
-def spread(case: str, figure: str, values: list[float]) -> dict[str, Any]:
-    return {
-        "case": case,
-        "figure": figure,
-        "min": min(values),
-        "median": statistics.median(values),
-        "max": max(values),
-    }
 
 
 SUMMARY = {

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ import anyio
 import httpx
 
 from benchmarks.bench_load import full_telemetry
-from benchmarks.stats import peak_rss_mb, table, write_result
+from benchmarks.stats import peak_rss_mb, spread, table, write_result
 from providers.emulators.server import free_port
 from providers.v1platform import V1PlatformSettings
 from router import Message, Router, RouterSettings
@@ -242,16 +241,6 @@ def summary(runs: list[dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     ratios = [r["aiohttp"]["cpu_us_per_send"] / r["router"]["cpu_us_per_send"] for r in runs]
     rows.append(spread("both", "aiohttp CPU / router CPU", ratios))
     return rows
-
-
-def spread(case: str, figure: str, values: list[float]) -> dict[str, Any]:
-    return {
-        "case": case,
-        "figure": figure,
-        "min": min(values),
-        "median": statistics.median(values),
-        "max": max(values),
-    }
 
 
 def per_run_row(run: int, case: str, f: dict[str, Any]) -> dict[str, Any]:

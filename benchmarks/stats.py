@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import resource
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,17 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def spread(case: str, figure: str, values: list[float]) -> dict[str, Any]:
+    """One figure over several runs: min, median and max (a table row)."""
+    return {
+        "case": case,
+        "figure": figure,
+        "min": min(values),
+        "median": statistics.median(values),
+        "max": max(values),
+    }
 
 
 def cpu_seconds() -> float:
