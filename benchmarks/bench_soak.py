@@ -79,9 +79,14 @@ def counts(url: str) -> dict[str, float]:
 # -- one case, in its own process -------------------------------------------------------------
 
 
-async def drive(first: int, n: int, one: Callable[[int], Awaitable[bool]]) -> dict[str, Any]:
-    """``n`` sends (indices ``first..first+n-1``) by CONCURRENCY workers; CPU and wall time
-    are sampled as the n/5, 2n/5, ... n-th send completes."""
+async def drive(
+    first: int,
+    n: int,
+    one: Callable[[int], Awaitable[bool]],
+    concurrency: int = CONCURRENCY,
+) -> dict[str, Any]:
+    """``n`` sends (indices ``first..first+n-1``) by ``concurrency`` workers; CPU and wall
+    time are sampled as the n/5, 2n/5, ... n-th send completes."""
     marks = [n * k // FIFTHS for k in range(1, FIFTHS + 1)]
     cpu = [time.process_time()]
     wall = [time.perf_counter()]
@@ -99,7 +104,7 @@ async def drive(first: int, n: int, one: Callable[[int], Awaitable[bool]]) -> di
                 wall.append(time.perf_counter())
 
     async with anyio.create_task_group() as tg:
-        for _ in range(min(CONCURRENCY, n)):
+        for _ in range(min(concurrency, n)):
             tg.start_soon(worker)
     sizes = [b - a for a, b in zip([0, *marks], marks, strict=False)]
     per_fifth = [(cpu[k + 1] - cpu[k]) / sizes[k] * 1e6 for k in range(FIFTHS)]
@@ -117,11 +122,12 @@ def mobile(i: int) -> str:
     return f"138{i:08d}"
 
 
-def router_settings(url: str) -> RouterSettings:
+def router_settings(url: str, **provider: Any) -> RouterSettings:
+    """Sandbox settings pointed at the stand-in; ``provider`` adds to the v1 platform's."""
     urls = {"baofoo": url, "v1platform": url, "ronglian": url}
     base = sandbox_settings(Sandbox(apps={}, urls=urls))
     providers = {
-        name: {**raw, "concurrency": CONCURRENCY} if name == PROVIDER else raw
+        name: {**raw, "concurrency": CONCURRENCY, **provider} if name == PROVIDER else raw
         for name, raw in base.providers.items()
     }
     return sandbox_settings(
@@ -201,10 +207,14 @@ def run_case(case: str, url: str, warmup: int, n: int) -> None:
 # -- the parent: runs, stand-in, summary -------------------------------------------------------
 
 
-def in_subprocess(case: str, url: str, warmup: int, n: int) -> dict[str, Any]:
+def in_subprocess(
+    case: str, url: str, warmup: int, n: int, *extra: str, module: str = "benchmarks.bench_soak"
+) -> dict[str, Any]:
+    """Run ``module --case case`` in a fresh process; its figures plus the provider requests
+    the stand-in counted meanwhile."""
     before = counts(url)["requests"]
-    args = [sys.executable, "-m", "benchmarks.bench_soak", "--case", case, "--url", url]
-    args += ["--warmup", str(warmup), "--sends", str(n)]
+    args = [sys.executable, "-m", module, "--case", case, "--url", url]
+    args += ["--warmup", str(warmup), "--sends", str(n), *extra]
     done = subprocess.run(args, capture_output=True, text=True, timeout=120 + n / 50, check=False)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)

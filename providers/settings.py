@@ -21,6 +21,17 @@ class ProviderSettings(BaseModel):
     max_batch: int = Field(default=200, ge=1, description="most mobiles per request")
     concurrency: int = Field(default=32, ge=1, description="most requests in flight")
     rate_limit_rps: float | None = Field(default=None, gt=0, description="requests per second")
+    coalesce_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description=(
+            "merge concurrent messages with identical content into one request within this "
+            "window (0: off). Only for providers whose request carries many numbers; a "
+            "provider that fails a whole request for one bad number (Baofoo) makes every "
+            "merged message fail with it"
+        ),
+    )
     connect_timeout_s: float = Field(default=2.0, gt=0)
     timeout_s: float = Field(default=10.0, gt=0, description="whole-request timeout")
     price_per_part: float = Field(default=0.0, ge=0, description="cost of one SMS part")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from functools import partial
 
 import anyio
 
@@ -20,10 +22,12 @@ from providers.base import AttemptResult, Batch, ErrorClass, Verdict
 from providers.http import send_batch
 from router.breaker import Permit
 from router.clock import Clock
+from router.coalesce import Member
 from router.config import RouterSettings
 from router.events import (
     AttemptFinished,
     AttemptStarted,
+    CoalescedRequest,
     EventBus,
     FailoverBudgetExhausted,
     FailoverTaken,
@@ -65,6 +69,9 @@ class Dispatcher:
             minimum=r.failover_budget_min,
             window_s=r.failover_budget_window_s,
         )
+        for name, rt in runtimes.items():
+            if rt.coalescer is not None:
+                rt.coalescer.on_flush = partial(self._coalesced, name)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -144,8 +151,10 @@ class Dispatcher:
     async def _attempt(self, job: RouteJob, name: str, chunk: list[Tracker]) -> None:
         rt = self.runtimes[name]
         panic = any(t.panic for t in chunk)
+        # A coalesced provider takes its concurrency slot per merged request, not per message.
+        slot = rt.limiter if rt.coalescer is None else nullcontext()
         while True:
-            async with rt.limiter:
+            async with slot:
                 permit = rt.breaker.force_permit() if panic else rt.breaker.allow()
                 if permit is not None:
                     if panic:
@@ -177,12 +186,16 @@ class Dispatcher:
         self, job: RouteJob, rt: ProviderRuntime, permit: Permit, chunk: list[Tracker]
     ) -> tuple[str, AttemptResult]:
         name = rt.provider.name
-        batch = Batch(new_id(), tuple(t.mobile for t in chunk), job.renders[name])
+        mobiles, rendered = tuple(t.mobile for t in chunk), job.renders[name]
+        # Coalesced: the batch joins a request shared with other messages (its id is theirs).
+        coalescer = rt.coalescer
+        joined = coalescer.join(job.send_id, mobiles, rendered) if coalescer else None
+        batch = Batch(joined.request_id if joined else new_id(), mobiles, rendered)
         if permit.trial:
             rt.trial_done = anyio.Event()
         started: float | None = None
         try:
-            if rt.rate is not None:
+            if rt.rate is not None and joined is None:
                 await rt.rate.acquire()
             started = self.clock.monotonic()
             for tracker in chunk:
@@ -190,7 +203,12 @@ class Dispatcher:
             if self.events.active:
                 self.events.emit(AttemptStarted(job.send_id, batch.request_id, name, len(chunk)))
             timeout = max(0.001, min(rt.provider.settings.timeout_s, job.deadline - started))
-            result = await send_batch(rt.provider, rt.client, batch, timeout_s=timeout)
+            if joined is not None:
+                assert rt.coalescer is not None
+                request_id, result = await rt.coalescer.send(joined, batch, timeout)
+                batch = Batch(request_id, mobiles, rendered)
+            else:
+                result = await send_batch(rt.provider, rt.client, batch, timeout_s=timeout)
         except BaseException:
             # Cancelled (deadline) or broken: nothing to count against the provider, but an
             # attempt that started ends in telemetry as what it is, an unknown outcome.
@@ -218,10 +236,21 @@ class Dispatcher:
         parts = job.parts[0] if chunk[0].mobile.is_mainland else job.parts[1]
         cost = rt.provider.settings.price_per_part * parts * accepted
         rt.stats.spent(cost, limited=rt.provider.settings.spend_limit is not None)
-        if accepted:
+        if accepted and joined is None:  # a coalesced request remembers all its sends at once
             self.intake.remember_sent(job.send_id, result)
         self._emit_attempt(job, batch, result, duration, parts, cost)
         return batch.request_id, result
+
+    def _coalesced(
+        self, provider: str, request_id: str, members: Sequence[Member], result: AttemptResult
+    ) -> None:
+        """One coalesced request's result, before its members wake."""
+        if any(r.verdict is Verdict.ACCEPTED for r in result.recipients):
+            send_of = {m.e164: send_id for send_id, mobiles in members for m in mobiles}
+            self.intake.remember_sent(send_of, result)
+        if len(members) > 1 and self.events.active:
+            numbers = sum(len(mobiles) for _, mobiles in members)
+            self.events.emit(CoalescedRequest(provider, request_id, len(members), numbers))
 
     def _emit_cut(self, job: RouteJob, provider: str, batch: Batch, duration_s: float) -> None:
         """An attempt cut short after it started: it may have reached the provider."""

@@ -70,6 +70,16 @@ class PanicSend:
 
 
 @dataclass(frozen=True, slots=True)
+class CoalescedRequest:
+    """One provider request carried several messages with the same text (``coalesce_ms``)."""
+
+    provider: str
+    request_id: str
+    messages: int
+    recipients: int
+
+
+@dataclass(frozen=True, slots=True)
 class SendFinished:
     send_id: str
     scene: str
@@ -150,6 +160,7 @@ Event = (
     | AttemptFinished
     | FailoverTaken
     | PanicSend
+    | CoalescedRequest
     | SendFinished
     | SendRefused
     | FailoverBudgetExhausted

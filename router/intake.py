@@ -82,21 +82,28 @@ class ReceiptIntake:
                 delivered,
                 report.status_code,
                 delay if settled.matched else None,
-                sent.send_id if sent is not None else None,
+                sent.send_for(settled.recipient) if sent is not None else None,
                 matched=settled.matched,
             )
         )
 
-    def remember_sent(self, send_id: str, result: AttemptResult) -> None:
+    def remember_sent(self, send_id: str | Mapping[str, str], result: AttemptResult) -> None:
         """When, in which send and to which numbers each provider message id went out:
-        receipt delay, trace links, and matching masked pulled receipts to their recipient."""
+        receipt delay, trace links, and matching masked pulled receipts to their recipient.
+        ``send_id``: the send, or for a request that carried several (coalescing) the send
+        of each number (E.164), so one message id remembers all of its numbers at once."""
         now = self.clock.now().timestamp()
         by_id: dict[str, list[str]] = defaultdict(list)
         for r in result.recipients:
             if r.provider_message_id is not None and r.verdict is Verdict.ACCEPTED:
                 by_id[r.provider_message_id].append(r.mobile.e164)
         for message_id, mobiles in by_id.items():
-            batch = SentBatch(now, send_id, tuple(mobiles))
+            if isinstance(send_id, str):
+                batch = SentBatch(now, send_id, tuple(mobiles))
+            else:
+                sends = tuple(send_id[m] for m in mobiles)
+                several = len(set(sends)) > 1
+                batch = SentBatch(now, sends[0], tuple(mobiles), sends if several else ())
             self._sent.remember(result.provider, message_id, batch)
 
     async def record(

@@ -62,6 +62,15 @@ class SentBatch:
     at: float  # epoch seconds of the accepted attempt
     send_id: str
     mobiles: tuple[str, ...]  # E.164 of the recipients the provider accepted under this id
+    # One request can carry several sends (coalescing): the send of each mobile, in order;
+    # empty when every mobile belongs to ``send_id``.
+    send_ids: tuple[str, ...] = ()
+
+    def send_for(self, recipient: str) -> str:
+        """The send that ``recipient`` (E.164) belongs to."""
+        if self.send_ids and recipient in self.mobiles:
+            return self.send_ids[self.mobiles.index(recipient)]
+        return self.send_id
 
 
 class SentMemory:
@@ -81,7 +90,7 @@ class SentMemory:
             max_entries=max_ids,
             max_bytes=max_bytes,
             ttl_s=ttl_s,
-            size_of=lambda b: 250 + 80 * len(b.mobiles),
+            size_of=lambda b: 250 + (80 if not b.send_ids else 160) * len(b.mobiles),
         )
 
     def __len__(self) -> int:

@@ -25,6 +25,7 @@ from providers.base import (
 )
 from providers.http import HttpClient, pull_reports, query_balance
 from router.breaker import CircuitBreaker
+from router.coalesce import Coalescer
 from router.limits import RateLimiter
 from router.recipients import Tracker, chunked
 from router.stats import ProviderStats
@@ -47,6 +48,7 @@ class ProviderRuntime:
     puller: ReportPuller | None = field(init=False, default=None)
     balance_query: BalanceQuery | None = field(init=False, default=None)
     pushes: PushReceiver | None = field(init=False, default=None)
+    coalescer: Coalescer | None = field(init=False, default=None)  # coalesce_ms > 0
 
     def __post_init__(self) -> None:
         p = self.provider
@@ -54,6 +56,11 @@ class ProviderRuntime:
         self.puller = p if isinstance(p, ReportPuller) else None
         self.balance_query = p if isinstance(p, BalanceQuery) else None
         self.pushes = p if isinstance(p, PushReceiver) else None
+        window_ms = p.settings.coalesce_ms
+        if window_ms > 0:
+            self.coalescer = Coalescer(
+                p, self.client, self.limiter, self.rate, window_ms / 1000, self.batch_key
+            )
 
     @property
     def name(self) -> str:

@@ -38,6 +38,7 @@ from router.events import (
     BalanceUpdated,
     BreakerChanged,
     CallbackRejected,
+    CoalescedRequest,
     DedupeChecked,
     Event,
     FailoverBudgetExhausted,
@@ -143,6 +144,16 @@ class Metrics:
         )
         self.panics = counter(
             "panic_sends_total", "Batches sent with every breaker open.", ["provider"]
+        )
+        self.coalesced_requests = counter(
+            "coalesced_requests_total",
+            "Provider requests that carried several messages with the same text.",
+            ["provider"],
+        )
+        self.coalesced_messages = counter(
+            "coalesced_messages_total",
+            "Messages sent inside coalesced provider requests.",
+            ["provider"],
         )
         self.transitions = counter(
             "breaker_transitions_total", "Breaker state changes.", ["provider", "state"]
@@ -260,6 +271,8 @@ class MetricsSink:
                 if other != p:
                     m.failovers.labels(p, other)
             m.panics.labels(p)
+            m.coalesced_requests.labels(p)
+            m.coalesced_messages.labels(p)
             m.budget_exhausted.labels(p)
             for reason in CALLBACK_REJECTIONS:
                 m.callback_rejections.labels(p, reason)
@@ -297,6 +310,9 @@ class MetricsSink:
             m.failovers.labels(event.from_provider, event.to_provider).inc(event.recipients)
         elif isinstance(event, PanicSend):
             m.panics.labels(event.provider).inc()
+        elif isinstance(event, CoalescedRequest):
+            m.coalesced_requests.labels(event.provider).inc()
+            m.coalesced_messages.labels(event.provider).inc(event.messages)
         elif isinstance(event, FailoverBudgetExhausted):
             m.budget_exhausted.labels(event.from_provider).inc(event.recipients)
         elif isinstance(event, CallbackRejected):
