@@ -97,6 +97,13 @@ class Dispatcher:
 
     def _assign(self, job: RouteJob, pending: list[Tracker]) -> dict[str, list[Tracker]]:
         """Give each pending recipient the best provider it has not tried yet."""
+        if len(pending) == 1 and pending[0].last_provider is None:  # most sends: one number
+            tracker = pending[0]
+            target = self._target(self.health.rank(job, pending), tracker)
+            if target is None:
+                return {}
+            self.budget.record_first(1)
+            return {target: [tracker]}
         assignments: dict[str, list[Tracker]] = defaultdict(list)
         moves: dict[tuple[str, str], list[Tracker]] = defaultdict(list)
         for group in route_groups(pending, self.runtimes):

@@ -43,7 +43,7 @@ from router.events import (
     SendRefused,
     SendStarted,
 )
-from router.health import HealthView
+from router.health import DRAWS, HealthView
 from router.idempotency import KeyPolicy, Progress, send_idempotent
 from router.ids import new_id
 from router.intake import ReceiptIntake
@@ -284,7 +284,7 @@ class Router:
             send_id,
             prepared.scene,
             prepared.renders,
-            self._rng.random(),
+            self._rng.randrange(DRAWS) / DRAWS,
             started + deadline_s,
             parts=parts(prepared.renders.values()),
         )

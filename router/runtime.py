@@ -108,6 +108,8 @@ def route_groups(
     trackers: Sequence[Tracker], runtimes: Mapping[str, ProviderRuntime]
 ) -> list[list[Tracker]]:
     """Recipients that the same providers can reach are ranked together."""
+    if len(trackers) == 1:  # one recipient (most sends): one group, nothing to compare
+        return [list(trackers)]
     groups: dict[tuple[bool, ...], list[Tracker]] = defaultdict(list)
     for t in trackers:
         groups[tuple(rt.provider.can_reach(t.mobile) for rt in runtimes.values())].append(t)
