@@ -180,6 +180,36 @@ PANELS: tuple[PanelSpec, ...] = (
     ),
     PanelSpec(
         "Providers",
+        "Unknown outcomes settled",
+        "timeseries",
+        "short",
+        (
+            (
+                "sum by (provider, method, outcome) "
+                "(rate(smsrouter_unknown_resolutions_total[5m]))",
+                "{{provider}} {{method}} {{outcome}}",
+            ),
+        ),
+        "Recipients of unknown attempts after a way to know was tried: Ronglian resends under "
+        "the same reqId (taken: the first had arrived; sent: it had not, the resend went), v1 "
+        "pulls /report. 'unknown' stays unknown; Baofoo has no way to know.",
+    ),
+    PanelSpec(
+        "Providers",
+        "Messages per coalesced request",
+        "timeseries",
+        "short",
+        (
+            (
+                "sum by (provider) (rate(smsrouter_coalesced_messages_total[5m])) "
+                "/ sum by (provider) (rate(smsrouter_coalesced_requests_total[5m]))",
+                "{{provider}}",
+            ),
+        ),
+        "Only for providers with coalesce_ms > 0.",
+    ),
+    PanelSpec(
+        "Providers",
         "Cost (last hour)",
         "timeseries",
         "short",

@@ -332,3 +332,20 @@ class PushReceiver(Protocol):
     ) -> DeliveryReport | InboundMessage: ...
 
     def push_ack(self, kind: str) -> PushAck: ...
+
+
+@runtime_checkable
+class ReplaySafe(Protocol):
+    """A provider that refuses a request id it has already taken (Ronglian's ``reqId``, unique
+    per account per China day). An attempt whose outcome is unknown can then be resent under
+    the same id: a duplicate refusal proves the first reached the provider; an acceptance means
+    it had not. Only until ``replay_until``: after that the provider forgets the id."""
+
+    def replay_until(self, first_sent: datetime) -> datetime:
+        """The last moment a resend with an id first sent at ``first_sent`` is refused as a
+        duplicate (with a safety margin for clock differences)."""
+        ...
+
+    def already_taken(self, result: AttemptResult) -> bool:
+        """Whether ``result`` (of a resend) is the refusal of a reused id."""
+        ...

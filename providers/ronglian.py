@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -100,6 +100,10 @@ ERROR_CODES: dict[str, FaultKind] = {
 # sent, but the message may have been. Every attempt gets a fresh id, so a reuse is a retry
 # of a batch that may already be out: UNKNOWN, so it never fails over into a double send.
 UNKNOWN_CODES = frozenset({"160054"})
+
+
+CHINA = ZoneInfo("Asia/Shanghai")  # the day a reqId is unique in
+REPLAY_MARGIN = timedelta(minutes=2)  # no resend this close to China midnight
 
 
 def classify_code(code: str) -> FaultKind:
@@ -251,6 +255,19 @@ class RonglianProvider:
     ) -> DeliveryReport | InboundMessage:
         """A pushed ``/v1/callbacks/{name}/receipt`` body (see :meth:`parse_receipt_push`)."""
         return self.parse_receipt_push(body)
+
+    def replay_until(self, first_sent: datetime) -> datetime:
+        """``reqId`` is unique per account per natural day, China time (Ronglian's servers):
+        a resend under the same id is refused as a duplicate until that day ends. Less
+        ``REPLAY_MARGIN``: our clock and theirs may differ, and after midnight the same id
+        would be a new request (a double send)."""
+        local = first_sent.astimezone(CHINA)
+        midnight = datetime.combine(local.date() + timedelta(days=1), time(), tzinfo=CHINA)
+        return midnight - REPLAY_MARGIN
+
+    def already_taken(self, result: AttemptResult) -> bool:
+        """A resend refused with 160054: this ``reqId`` was already taken today."""
+        return result.fault is not None and result.fault.code in UNKNOWN_CODES
 
     def push_ack(self, kind: str) -> PushAck:
         return PushAck(RECEIPT_ACK, RECEIPT_ACK_MEDIA_TYPE)

@@ -175,6 +175,18 @@ class ResilienceSettings(BaseModel):
     reconcile_window_s: float = Field(
         default=0.0, ge=0, description="wait this long for a receipt to settle an unknown"
     )
+    replay_unknown: bool = Field(
+        default=True,
+        description=(
+            "settle an unknown attempt at a provider that refuses reused request ids (Ronglian) "
+            "by resending it under the same id within the send deadline"
+        ),
+    )
+    replay_delay_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="wait before such a resend, so a slow first request is taken first",
+    )
 
 
 class CostWeights(BaseModel):

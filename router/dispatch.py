@@ -178,7 +178,10 @@ class Dispatcher:
                 return
             await trial.wait()
         resend_unknown = self.settings.unknown_outcomes == "at_least_once"
-        reconcile = rt.puller is not None and self.settings.resilience.reconcile_window_s > 0
+        r = self.settings.resilience
+        reconcile = (rt.puller is not None and r.reconcile_window_s > 0) or (
+            rt.replay is not None and r.replay_unknown
+        )
         by_mobile = {r.mobile.e164: r for r in result.recipients}
         for tracker in chunk:
             tracker.record(

@@ -155,7 +155,12 @@ class Router:
             status_ttl_s=settings.state.idempotency_ttl_s,
         )
         reconciler = Reconciler(
-            settings, self.runtimes, self.receipts, self.clock, record=self.record_receipts
+            settings,
+            self.runtimes,
+            self.receipts,
+            self.clock,
+            record=self.record_receipts,
+            events=self.events,
         )
         self.dispatcher = Dispatcher(
             settings, self.runtimes, self.health, reconciler, self.intake, self.events, self.clock
@@ -287,6 +292,7 @@ class Router:
             self._rng.randrange(DRAWS) / DRAWS,
             started + deadline_s,
             parts=parts(prepared.renders.values()),
+            started_at=self.clock.now(),
         )
         trackers = prepared.recipients.trackers
         window = self.throttles.window(message)

@@ -80,6 +80,20 @@ class CoalescedRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class UnknownResolved:
+    """Recipients of an unknown attempt, after a way to know was tried: ``method`` is
+    ``replay`` (resent under the same request id) or ``receipts`` (pulled reports);
+    ``outcome`` is ``taken`` (the first attempt reached the provider), ``sent`` (it had not;
+    the resend went), or ``unknown`` (still not known; ``reason`` says why)."""
+
+    provider: str
+    method: str
+    outcome: str
+    recipients: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SendFinished:
     send_id: str
     scene: str
@@ -161,6 +175,7 @@ Event = (
     | FailoverTaken
     | PanicSend
     | CoalescedRequest
+    | UnknownResolved
     | SendFinished
     | SendRefused
     | FailoverBudgetExhausted

@@ -67,7 +67,7 @@ class Tracker:
             # The message itself is refused: another provider would refuse it too.
             self._settle(_why(result))
 
-    def reconciled(self, found: bool, *, resend_unknown: bool) -> None:
+    def reconciled(self, found: bool, *, resend_unknown: bool, why: str | None = None) -> None:
         """Settle an unknown attempt: a receipt for its request id proves the provider took it."""
         assert self.awaiting is not None
         provider, request_id = self.awaiting
@@ -77,8 +77,35 @@ class Tracker:
             self._finish(RecipientStatus.ACCEPTED, None)
         elif not resend_unknown:
             self._finish(
-                RecipientStatus.UNKNOWN, f"{provider} did not answer and sent no receipt in time"
+                RecipientStatus.UNKNOWN,
+                why or f"{provider} did not answer and sent no receipt in time",
             )
+
+    def replayed(
+        self,
+        provider: str,
+        request_id: str,
+        result: RecipientResult | None,
+        *,
+        resend_unknown: bool,
+    ) -> None:
+        """Settle an unknown attempt by its resend under the same request id. ``None``: the
+        resend was refused as a duplicate, so the first request reached the provider
+        (accepted; its message id comes with the receipt). An accepted resend went itself.
+        Anything else proves nothing about the first: still unknown."""
+        assert self.awaiting is not None
+        if result is None:
+            self.awaiting = None
+            self.attempts += (Attempt(provider, Verdict.ACCEPTED.value, None, request_id),)
+            self.provider = provider
+            self._finish(RecipientStatus.ACCEPTED, None)
+        elif result.verdict is Verdict.ACCEPTED:
+            self.awaiting = None
+            self.record(provider, request_id, result, resend_unknown=resend_unknown)
+        else:
+            self.attempts += (Attempt(provider, result.verdict.value, result.fault, request_id),)
+            why = f"{provider} did not answer, and a resend under the same id proved nothing"
+            self.reconciled(False, resend_unknown=resend_unknown, why=why)
 
     def throttle(self, window_s: float) -> None:
         self._finish(

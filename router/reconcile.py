@@ -1,5 +1,15 @@
-"""Reconciliation of unknown attempts: pull receipts until each is proven taken or the window
-ends. Any receipt for an attempt's correlation id proves the provider took the batch."""
+"""Reconciliation of unknown attempts: turn "may have been sent" into a known outcome where the
+provider offers a way, within the send's deadline.
+
+* Pull (v1 platform ``/report``): pull receipts until each attempt is proven taken or the
+  window ends. Any receipt for an attempt's correlation id proves the provider took the batch.
+* Replay (Ronglian, ``ReplaySafe``): the provider refuses a request id it has already taken
+  (``reqId``, unique per account per China day), so the unknown request is resent under the
+  same id after ``replay_delay_s``: refused as a duplicate -> the first reached it (accepted);
+  accepted -> the first had not, this one went; anything else -> still unknown. Never after
+  ``replay_until`` (China midnight, with a margin), where the id would be new again.
+
+Each attempt settled or not is counted (``UnknownResolved``)."""
 
 from __future__ import annotations
 
@@ -8,10 +18,12 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 
-from providers.base import DeliveryReport
+from providers.base import AttemptResult, Batch, DeliveryReport, Verdict
+from providers.http import send_batch
 from router.clock import Clock
 from router.config import RouterSettings
 from router.errors import RouterError
+from router.events import EventBus, UnknownResolved
 from router.receipts import ReceiptBook
 from router.recipients import Tracker
 from router.runtime import ProviderRuntime, RouteJob
@@ -29,6 +41,7 @@ class Reconciler:
         book: ReceiptBook,
         clock: Clock,
         record: Recorder,
+        events: EventBus | None = None,
     ) -> None:
         """``record`` takes pulled receipts the way pushed ones are taken (shared, counted)."""
         self.settings = settings
@@ -36,11 +49,24 @@ class Reconciler:
         self.receipts = book
         self.clock = clock
         self.record = record
+        self.events = events or EventBus()
 
     async def reconcile(self, job: RouteJob, waiting: list[Tracker]) -> None:
-        """Settle unknown attempts by pulling receipts until each has one or the window ends."""
-        if not waiting:
-            return
+        """Settle unknown attempts, by resending under the same id or by pulling receipts."""
+        replayable = {
+            name
+            for name, rt in self.runtimes.items()
+            if rt.replay is not None and self.settings.resilience.replay_unknown
+        }
+        replaying = [t for t in waiting if t.awaiting is not None and t.awaiting[0] in replayable]
+        if replaying:
+            await self._replay(job, replaying)
+        pulling = [t for t in waiting if t.awaiting is not None]
+        if pulling:
+            await self._pull(job, pulling)
+
+    async def _pull(self, job: RouteJob, waiting: list[Tracker]) -> None:
+        """Pull receipts until each attempt has one or the window ends."""
         keys = {t.awaiting for t in waiting if t.awaiting is not None}
         window = self.settings.resilience.reconcile_window_s
         end = min(self.clock.monotonic() + window, job.deadline)
@@ -57,5 +83,105 @@ class Reconciler:
                 break
             await anyio.sleep(min(RECONCILE_POLL_S, remaining))
         resend = self.settings.unknown_outcomes == "at_least_once"
+        for key in keys:
+            n = sum(t.awaiting == key for t in waiting)
+            outcome = "taken" if key in found else "unknown"
+            reason = "" if key in found else "no receipt within the reconcile window"
+            self.events.emit(UnknownResolved(key[0], "receipts", outcome, n, reason))
         for tracker in waiting:
             tracker.reconciled(tracker.awaiting in found, resend_unknown=resend)
+
+    # -- replay under the same request id ---------------------------------------------------
+
+    async def _replay(self, job: RouteJob, waiting: list[Tracker]) -> None:
+        groups: dict[tuple[str, str], list[Tracker]] = {}
+        for tracker in waiting:
+            assert tracker.awaiting is not None
+            groups.setdefault(tracker.awaiting, []).append(tracker)
+        delay = self.settings.resilience.replay_delay_s
+        if job.deadline - self._now() <= delay + 0.05:
+            # A resend right after the first may overtake it at the provider: no resend.
+            resend = self.settings.unknown_outcomes == "at_least_once"
+            for (provider, _), trackers in groups.items():
+                why = "too little of the send deadline left for a safe resend"
+                self._unresolved(provider, trackers, why, resend)
+            return
+        await anyio.sleep(delay)
+        async with anyio.create_task_group() as tg:
+            for (provider, request_id), trackers in groups.items():
+                tg.start_soon(self._replay_one, job, provider, request_id, trackers)
+
+    async def _replay_one(
+        self, job: RouteJob, provider: str, request_id: str, trackers: list[Tracker]
+    ) -> None:
+        resend = self.settings.unknown_outcomes == "at_least_once"
+        rt = self.runtimes[provider]
+        assert rt.replay is not None
+        # No breaker permit: a resend is reconciliation, not routing. It is bounded by the
+        # unknown attempts themselves (one resend each), and an open breaker (likely, after
+        # the timeouts that made them unknown) must not keep them unknown. Nor does its
+        # outcome feed the breaker: it says little about the provider's health now.
+        why = self._cannot_replay(job, provider)
+        if why is not None:
+            self._unresolved(provider, trackers, why, resend)
+            return
+        mobiles = tuple(t.mobile for t in trackers)
+        batch = Batch(request_id, mobiles, job.renders[provider])
+        timeout = max(0.001, min(rt.provider.settings.timeout_s, job.deadline - self._now()))
+        for tracker in trackers:
+            tracker.in_flight = provider
+        async with rt.limiter:
+            if rt.rate is not None:
+                await rt.rate.acquire()
+            result = await send_batch(rt.provider, rt.client, batch, timeout_s=timeout)
+        for tracker in trackers:
+            tracker.in_flight = None
+        taken = rt.replay.already_taken(result)
+        self._settle_replayed(provider, request_id, trackers, result, taken, resend)
+
+    def _settle_replayed(
+        self,
+        provider: str,
+        request_id: str,
+        trackers: list[Tracker],
+        result: AttemptResult,
+        taken: bool,
+        resend: bool,
+    ) -> None:
+        by_mobile = {r.mobile.e164: r for r in result.recipients}
+        counts: dict[str, int] = {}
+        for tracker in trackers:
+            rr = by_mobile.get(tracker.mobile.e164)
+            if taken:
+                tracker.replayed(provider, request_id, None, resend_unknown=resend)
+                outcome = "taken"
+            elif rr is not None and rr.verdict is Verdict.ACCEPTED:
+                tracker.replayed(provider, request_id, rr, resend_unknown=resend)
+                outcome = "sent"
+            else:
+                assert rr is not None
+                tracker.replayed(provider, request_id, rr, resend_unknown=resend)
+                outcome = "unknown"
+            counts[outcome] = counts.get(outcome, 0) + 1
+        for outcome, n in counts.items():
+            reason = "the resend proved nothing" if outcome == "unknown" else ""
+            self.events.emit(UnknownResolved(provider, "replay", outcome, n, reason))
+
+    def _cannot_replay(self, job: RouteJob, provider: str) -> str | None:
+        rt = self.runtimes[provider]
+        assert rt.replay is not None
+        if job.started_at is None:
+            return "no start time for this send"
+        if self.clock.now() >= rt.replay.replay_until(job.started_at):
+            return f"too close to {provider}'s day boundary to resend under the same id"
+        if job.deadline - self._now() <= 0.001:
+            return "send deadline reached"
+        return None
+
+    def _unresolved(self, provider: str, trackers: list[Tracker], why: str, resend: bool) -> None:
+        self.events.emit(UnknownResolved(provider, "replay", "unknown", len(trackers), why))
+        for tracker in trackers:
+            tracker.reconciled(False, resend_unknown=resend, why=f"unknown at {provider}: {why}")
+
+    def _now(self) -> float:
+        return self.clock.monotonic()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import anyio
 
@@ -21,6 +22,7 @@ from providers.base import (
     Provider,
     PushReceiver,
     Rendered,
+    ReplaySafe,
     ReportPuller,
 )
 from providers.http import HttpClient, pull_reports, query_balance
@@ -48,6 +50,7 @@ class ProviderRuntime:
     puller: ReportPuller | None = field(init=False, default=None)
     balance_query: BalanceQuery | None = field(init=False, default=None)
     pushes: PushReceiver | None = field(init=False, default=None)
+    replay: ReplaySafe | None = field(init=False, default=None)  # refuses a reused request id
     coalescer: Coalescer | None = field(init=False, default=None)  # coalesce_ms > 0
 
     def __post_init__(self) -> None:
@@ -57,6 +60,9 @@ class ProviderRuntime:
         self.balance_query = p if isinstance(p, BalanceQuery) else None
         self.pushes = p if isinstance(p, PushReceiver) else None
         window_ms = p.settings.coalesce_ms
+        # A coalesced request id is shared by several messages: resending one message's part
+        # under it would let a duplicate refusal "prove" the others' numbers were sent.
+        self.replay = p if isinstance(p, ReplaySafe) and window_ms == 0 else None
         if window_ms > 0:
             self.coalescer = Coalescer(
                 p, self.client, self.limiter, self.rate, window_ms / 1000, self.batch_key
@@ -102,6 +108,7 @@ class RouteJob:
     draw: float
     deadline: float  # monotonic time by which the send must be finished
     parts: tuple[int, int] = (1, 1)  # SMS parts per recipient: (mainland, international)
+    started_at: datetime | None = None  # wall clock when routing began (before any attempt)
 
 
 def route_groups(

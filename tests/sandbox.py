@@ -86,3 +86,30 @@ def running_sandbox() -> Iterator[RunningSandbox]:
     finally:
         for server in servers.values():
             server.stop()
+
+
+def assert_attempts_true(r: Any, reached: list[str], *, at_least_once: bool) -> None:
+    """The no-double-send property of one recipient result ``r`` (a ``RecipientResult``),
+    given the providers whose emulators received a request carrying its number (``reached``).
+
+    Every request that reached a provider is an attempt. A provider is reached twice only by a
+    resend under the same request id (a Ronglian replay of an unknown attempt, which Ronglian
+    refuses as a duplicate if the first was taken: still one SMS). Only a provable refusal (or,
+    with at-least-once, an unknown) is followed by another provider."""
+    assert sorted(reached) == sorted(a.provider for a in r.attempts), r
+    ids: dict[str, set[str | None]] = {}
+    for a in r.attempts:
+        ids.setdefault(a.provider, set()).add(a.request_id)
+    assert all(len(v) == 1 for v in ids.values()), f"{r.mobile} sent twice to one provider"
+    replayed = {
+        i
+        for i, (a, b) in enumerate(zip(r.attempts, r.attempts[1:], strict=False))
+        if (a.provider, a.request_id) == (b.provider, b.request_id)
+    }
+    assert all(
+        r.attempts[i].provider == "ronglian" and r.attempts[i].verdict == "unknown"
+        for i in replayed
+    ), r
+    allowed = {"rejected", "unknown"} if at_least_once else {"rejected"}
+    distinct = [a for i, a in enumerate(r.attempts) if i not in replayed]
+    assert all(a.verdict in allowed for a in distinct[:-1]), r

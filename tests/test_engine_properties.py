@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from providers.emulators._common import FaultSettings
 from router import Message, RecipientStatus, Router
-from tests.sandbox import RunningSandbox
+from tests.sandbox import RunningSandbox, assert_attempts_true
 
 PROVIDERS = ("baofoo", "v1platform", "ronglian")
 FINAL = {
@@ -74,6 +74,7 @@ def test_every_recipient_has_one_final_outcome(
     router_settings = sandbox.settings(
         providers=providers,
         unknown_outcomes="at_least_once" if at_least_once else "at_most_once",
+        resilience={"replay_delay_s": 0.05},  # a Ronglian 5xx is replayed: keep examples quick
     )
 
     async def run() -> list[Any]:
@@ -115,10 +116,6 @@ def test_every_recipient_has_one_final_outcome(
         seen.add(r.normalised)
         national = r.normalised[3:]
         got = reached.get(national, [])
-        assert len(got) == len(set(got)), f"{national} sent twice to one provider"
-        assert sorted(got) == sorted(a.provider for a in r.attempts)
-        for attempt in r.attempts[:-1]:
-            allowed = {"rejected", "unknown"} if at_least_once else {"rejected"}
-            assert attempt.verdict in allowed, r
+        assert_attempts_true(r, got, at_least_once=at_least_once)
         if r.status is RecipientStatus.ACCEPTED:
             assert r.attempts[-1].verdict == "accepted"

@@ -120,7 +120,8 @@ async def test_at_least_once_an_unknown_then_a_refusal_is_unknown(
     sandbox: RunningSandbox,
 ) -> None:
     """Ronglian takes the message and hangs (unknown), v1 refuses the connection: the
-    recipient may have been sent, so it must not be reported rejected."""
+    recipient may have been sent, so it must not be reported rejected. (Replay off: with it,
+    Ronglian's same-reqId refusal settles the unknown; see test_replay_unknown.)"""
     sandbox.state("ronglian").set_faults(
         FaultSettings(timeout_rate=1.0, timeout_after_accept=True, hang_s=3)
     )
@@ -131,6 +132,7 @@ async def test_at_least_once_an_unknown_then_a_refusal_is_unknown(
             "ronglian",
             "v1platform",
             unknown_outcomes="at_least_once",
+            resilience={"replay_unknown": False},
             providers={
                 "ronglian": {
                     **plain_providers(sandbox.settings().providers)["ronglian"],

@@ -38,7 +38,9 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[StateStore]:
         return
     # Looked up here, not declared: the memory variant must not start a redis-server.
     url, prefix = request.getfixturevalue("redis")
-    s = RedisStateStore.from_url(url, prefix=prefix + "contract:")
+    # A generous timeout: these are contract tests (atomicity, ordering), and 50 concurrent
+    # first connections on a loaded 2-core CI machine can take longer than the 0.5 s default.
+    s = RedisStateStore.from_url(url, prefix=prefix + "contract:", timeout_s=5.0)
     yield s
     await s.aclose()
 

@@ -34,6 +34,12 @@ class FaultSettings(BaseModel):
     timeout_after_accept: bool = Field(
         default=False, description="a 'timeout' takes the message first, then hangs"
     )
+    drop_after_accept_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="take the message, then hang past the client's timeout (answer lost)",
+    )
     reject_mobiles: list[str] = Field(
         default_factory=list, description="national numbers refused with the documented error"
     )
@@ -44,6 +50,7 @@ class FaultAction(StrEnum):
     NONE = "none"
     OUTAGE = "outage"
     TIMEOUT = "timeout"
+    DROPPED = "dropped"  # taken, answer lost
     HTTP_5XX = "http_5xx"
     MALFORMED = "malformed"
     ERROR = "error"
@@ -83,6 +90,7 @@ class EmulatorState:
         draw = self.rng.random()
         for rate, action in (
             (f.timeout_rate, FaultAction.TIMEOUT),
+            (f.drop_after_accept_rate, FaultAction.DROPPED),
             (f.http_5xx_rate, FaultAction.HTTP_5XX),
             (f.malformed_rate, FaultAction.MALFORMED),
             (f.error_rate, FaultAction.ERROR),
@@ -120,8 +128,10 @@ async def apply_transport_fault(state: EmulatorState, action: FaultAction) -> Re
 
 
 async def hang_after_accept(state: EmulatorState, action: FaultAction) -> Response | None:
-    """For ``timeout_after_accept``: the message was taken; now hang past the client's timeout."""
-    if action is FaultAction.TIMEOUT and state.faults.timeout_after_accept:
+    """For ``timeout_after_accept`` and ``drop_after_accept_rate``: the message was taken; now
+    hang past the client's timeout."""
+    dropped = action is FaultAction.TIMEOUT and state.faults.timeout_after_accept
+    if dropped or action is FaultAction.DROPPED:
         await anyio.sleep(state.faults.hang_s)
         return Response("too late", status_code=504)
     return None

@@ -21,6 +21,7 @@ from providers.emulators._common import (
     FaultAction,
     apply_transport_fault,
     control_routes,
+    hang_after_accept,
     json_response,
     record,
 )
@@ -83,7 +84,8 @@ class _BaofooHandlers:
         answer = _check(fields, self.user, self.password, self.max_batch)
         if request_id and answer["success"]:
             self.answered[request_id] = answer
-        return json_response(answer)
+        late = await hang_after_accept(self.state, action) if answer["success"] else None
+        return late or json_response(answer)
 
 
 def create_app(

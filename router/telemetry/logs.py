@@ -14,6 +14,7 @@ from router.events import (
     PanicSend,
     SendFinished,
     SendRefused,
+    UnknownResolved,
 )
 
 
@@ -42,6 +43,17 @@ class LoggingSink:
                 "provider=%s panic send: every candidate's breaker is open (send=%s)",
                 event.provider,
                 event.send_id,
+            )
+        elif isinstance(event, UnknownResolved):
+            level = logging.WARNING if event.outcome == "unknown" else logging.INFO
+            log.log(
+                level,
+                "provider=%s %d unknown recipients settled by %s: %s%s",
+                event.provider,
+                event.recipients,
+                event.method,
+                event.outcome,
+                f" ({event.reason})" if event.reason else "",
             )
         elif isinstance(event, FailoverTaken):
             log.info(

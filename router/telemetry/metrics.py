@@ -48,6 +48,7 @@ from router.events import (
     SendFinished,
     SendRefused,
     SendStarted,
+    UnknownResolved,
 )
 from router.model import RecipientStatus
 
@@ -144,6 +145,12 @@ class Metrics:
         )
         self.panics = counter(
             "panic_sends_total", "Batches sent with every breaker open.", ["provider"]
+        )
+        self.unknown_resolutions = counter(
+            "unknown_resolutions_total",
+            "Recipients of unknown attempts after a way to know was tried (replay under the "
+            "same request id, or pulled receipts): taken, sent, or still unknown.",
+            ["provider", "method", "outcome"],
         )
         self.coalesced_requests = counter(
             "coalesced_requests_total",
@@ -273,6 +280,9 @@ class MetricsSink:
             m.panics.labels(p)
             m.coalesced_requests.labels(p)
             m.coalesced_messages.labels(p)
+            for method in ("replay", "receipts"):
+                for resolution in ("taken", "sent", "unknown"):
+                    m.unknown_resolutions.labels(p, method, resolution)
             m.budget_exhausted.labels(p)
             for reason in CALLBACK_REJECTIONS:
                 m.callback_rejections.labels(p, reason)
@@ -310,6 +320,10 @@ class MetricsSink:
             m.failovers.labels(event.from_provider, event.to_provider).inc(event.recipients)
         elif isinstance(event, PanicSend):
             m.panics.labels(event.provider).inc()
+        elif isinstance(event, UnknownResolved):
+            m.unknown_resolutions.labels(event.provider, event.method, event.outcome).inc(
+                event.recipients
+            )
         elif isinstance(event, CoalescedRequest):
             m.coalesced_requests.labels(event.provider).inc()
             m.coalesced_messages.labels(event.provider).inc(event.messages)
