@@ -26,6 +26,7 @@ class ProviderHealth:
     name: str
     weight: float = 1.0
     enabled: bool = True
+    credentials_refused: bool = False  # parked after refusing our credentials
     breaker: BreakerState = BreakerState.CLOSED
     can_render: bool = True  # has a rendering for this message (template approved there)
     region_ok: bool = True  # can reach these recipients (mainland / international)
@@ -85,6 +86,8 @@ def hard_filter(p: ProviderHealth, context: RouteContext) -> str | None:
     """The reason ``p`` cannot take this batch at all, or None. Shared by every policy."""
     if not p.enabled:
         return "disabled by configuration or an operator"
+    if p.credentials_refused:
+        return "refused our credentials recently: check its account settings"
     if not p.can_render:
         return "no approved rendering (template) for this message"
     if not p.region_ok:

@@ -1,12 +1,21 @@
 """Baofoo (Mandao) SMS gateway: ``POST /sendSms``.
 
-Wire facts (shared/specs): the document says ``multipart/form-data`` (its own Python example
-sends form-urlencoded; both are accepted by the gateway, multipart is the default here).
-Success is ``success == true and result > 0``; anything else is a refusal with
-``errorCode``/``errorMsg``. No per-request batch limit is documented: ``max_batch`` is
-configurable (default 200) and never exceeded. ``areaCode`` is required for numbers outside
-mainland China, so a request never mixes areas (see :meth:`BaofooProvider.batch_key`).
-The gateway answers per request, not per number.
+Wire facts (shared/specs): the document's table says ``multipart/form-data``, but its own
+Python client sends ``data=payload`` with httpx, i.e. ``application/x-www-form-urlencoded``
+(UTF-8, percent-encoded). That client is the only request known to work, so ``form`` is the
+default; ``multipart`` stays available, each part marked ``text/plain; charset=UTF-8`` so a
+server never has to guess the charset of Chinese content. Success is
+``success == true and result > 0``; anything else is a refusal with ``errorCode``/``errorMsg``.
+No per-request batch limit is documented: ``max_batch`` is configurable (default 200) and
+never exceeded. ``areaCode`` is required for numbers outside mainland China, so a request never
+mixes areas (see :meth:`BaofooProvider.batch_key`). The gateway answers per request, not per
+number.
+
+Where the document is silent, nothing it doesn't ask for is sent: ``regTime`` ("请求时间",
+optional, no format given) only with ``reg_time_format``. ``domain`` left out means "测试"
+(test) at the gateway, so it is required with ``environment = "production"``. The scene
+table's ``sendType``/``businessType`` apply to the documented scenes unless a template says
+otherwise; values outside the documented enums are refused at config load.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ from providers.base import (
 from providers.clock import Clock, SystemClock
 from providers.errors import MissingParamError
 from providers.http import malformed, status_fault
-from providers.settings import ProviderSettings, secret
+from providers.settings import ProviderSettings, TemplateOptions, TemplateOptionsModel, secret
 
 ENVIRONMENT_URLS = {
     "test": "http://10.254.90.70:8000",
@@ -53,7 +62,8 @@ class Scene:
     content: str
 
 
-_CST = ZoneInfo("Asia/Shanghai")  # regTime is the gateway's local time
+_CST = ZoneInfo("Asia/Shanghai")  # regTime (when sent) is the gateway's local time
+PART_TYPE = "text/plain; charset=UTF-8"
 
 # The document's scene table (平台短信场景映射), content copied as written.
 SCENES: dict[str, Scene] = {
@@ -72,11 +82,25 @@ ERROR_CODES: dict[str, FaultKind] = {
 }
 
 
+SEND_TYPES = range(1, 4)  # the document's sendType enum: 1, 2, 3 (default)
+BUSINESS_TYPES = range(1, 5)  # the document's businessType enum: 1..4
+PRODUCTION_HOST = "sms.mandao.com"
+
+
+class BaofooTemplateOptions(TemplateOptions):
+    """``[templates.<scene>.providers.<baofoo>]``: the document's enums, checked at load."""
+
+    send_type: int | None = Field(default=None, ge=1, le=3, description="sendType (1-3)")
+    business_type: int | None = Field(default=None, ge=1, le=4, description="businessType (1-4)")
+
+
 class BaofooSettings(ProviderSettings):
     """``[providers.<name>]`` with ``type = "baofoo"``.
 
     ``base_url`` may be left empty when ``environment`` names one of the documented URLs.
     """
+
+    template_options: ClassVar[TemplateOptionsModel] = BaofooTemplateOptions
 
     type: Literal["baofoo"] = "baofoo"
     base_url: str = ""
@@ -84,8 +108,20 @@ class BaofooSettings(ProviderSettings):
     user_name: SecretStr
     user_pass: SecretStr
     path: str = "/sendSms"
-    encoding: Literal["multipart", "form"] = "multipart"
-    domain: str | None = Field(default=None, description="application name (domain field)")
+    encoding: Literal["multipart", "form"] = Field(
+        default="form", description="form: as the document's own client sends; or multipart"
+    )
+    domain: str | None = Field(
+        default=None,
+        description="application name (domain field); unset means 'test' at the gateway",
+    )
+    reg_time_format: str | None = Field(
+        default=None,
+        description=(
+            "send regTime (China time) in this strftime format, e.g. '%Y-%m-%d %H:%M:%S'; "
+            "unset: not sent (the document gives no format)"
+        ),
+    )
     sing_code: str | None = Field(default=None, description="signature code (singCode)")
     member_id: str | None = None
     sender_id: str | None = None
@@ -101,6 +137,14 @@ class BaofooSettings(ProviderSettings):
             if self.environment is None:
                 raise ValueError("set base_url or environment (test, pre, production)")
             object.__setattr__(self, "base_url", ENVIRONMENT_URLS[self.environment])
+        production = self.environment == "production" or (
+            httpx.URL(self.base_url).host == PRODUCTION_HOST
+        )
+        if production and not (self.domain or "").strip():
+            raise ValueError(
+                "domain is required for the production gateway: left out, Baofoo files the "
+                "messages under '测试' (test); set domain to your application name"
+            )
         return self
 
 
@@ -134,6 +178,9 @@ class BaofooProvider:
         if request.template is None:
             content = request.content or ""
         else:
+            documented = SCENES.get(request.template.key)
+            if documented is not None:  # the document's scene table, unless the template says
+                send_type, business_type = documented.send_type, documented.business_type
             options = request.template.provider_options.get(self.name, {})
             if options.get("approved", True) is False or request.template.content is None:
                 return None
@@ -161,7 +208,8 @@ class BaofooProvider:
         if self.settings.encoding == "form":
             return httpx.Request("POST", self._parsed_url, data=fields)
         # httpx sends multipart when given files; a field-only multipart body needs this form.
-        parts = {k: (None, v.encode()) for k, v in fields.items()}
+        # Each part names its charset: Chinese content must not be left to a server default.
+        parts = {k: (None, v.encode(), PART_TYPE) for k, v in fields.items()}
         return httpx.Request("POST", self._parsed_url, files=parts)
 
     def _fields(self, batch: Batch, area: str) -> dict[str, str]:
@@ -180,11 +228,12 @@ class BaofooProvider:
             "userPass": secret(s.user_pass),
             "mobile": s.separator.join(m.national for m in batch.mobiles),
             "content": rendered.content or "",
-            "regTime": self._clock.now().astimezone(_CST).strftime("%Y-%m-%d %H:%M:%S"),
             "sendType": rendered.options.get("sendType", str(s.send_type)),
             "businessType": rendered.options.get("businessType", str(s.business_type)),
             "requestId": batch.request_id or uuid.uuid4().hex,
         }
+        if s.reg_time_format:
+            fields["regTime"] = self._clock.now().astimezone(_CST).strftime(s.reg_time_format)
         fields.update({k: v for k, v in optional.items() if v})
         return fields
 

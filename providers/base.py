@@ -40,7 +40,9 @@ class FaultKind(enum.StrEnum):
     """Whose fault a failure is; decides failover and breaker accounting."""
 
     PROVIDER = "provider"  # fail over, counts against the breaker
-    CREDENTIALS = "credentials"  # fail over, counts against the breaker, alert an operator
+    # fail over; not the breaker (an outage it is not): the router parks the provider for
+    # resilience.credentials_park_s and alerts an operator (a configuration error)
+    CREDENTIALS = "credentials"
     MESSAGE = "message"  # bad number / unapproved template: no failover, no breaker count
 
 
@@ -69,7 +71,7 @@ class Fault:
 
     @property
     def counts_against_breaker(self) -> bool:
-        return self.kind is not FaultKind.MESSAGE
+        return self.kind is FaultKind.PROVIDER
 
 
 @dataclass(frozen=True, slots=True)

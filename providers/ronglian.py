@@ -45,7 +45,7 @@ from providers.base import (
 from providers.clock import Clock, SystemClock
 from providers.errors import MissingParamError, ProviderResponseError
 from providers.http import malformed, status_fault
-from providers.settings import ProviderSettings, secret
+from providers.settings import ProviderSettings, TemplateOptions, TemplateOptionsModel, secret
 
 MAX_NUMBERS = 200
 MAX_REQ_ID = 32
@@ -117,8 +117,21 @@ def classify_code(code: str) -> FaultKind:
     return FaultKind.PROVIDER
 
 
+class RonglianTemplateOptions(TemplateOptions):
+    """``[templates.<scene>.providers.<ronglian>]``: the approved template and its ``datas``."""
+
+    template_id: str | int | None = Field(
+        default=None, description="templateId at Ronglian; unset: this scene is not sent here"
+    )
+    params: list[str] = Field(
+        default_factory=list, description="the message params that fill the template, in order"
+    )
+
+
 class RonglianSettings(ProviderSettings):
     """``[providers.<name>]`` with ``type = "ronglian"``."""
+
+    template_options: ClassVar[TemplateOptionsModel] = RonglianTemplateOptions
 
     type: Literal["ronglian"] = "ronglian"
     base_url: str = "https://app.cloopen.com:8883"

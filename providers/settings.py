@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from providers.mobile import Mobile
 
 
+class TemplateOptions(BaseModel):
+    """``[templates.<scene>.providers.<name>]``: the options every adapter understands. An
+    adapter with more subclasses this and names it in its settings' ``template_options``;
+    unknown keys are refused at config load (a typo must not silently drop a provider)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    approved: bool = Field(default=True, description="false: not yet approved at the provider")
+    content: str | None = Field(default=None, description="this provider's own text")
+
+
+# An alias: inside a settings class, ``type`` is the adapter-kind field, not the builtin.
+TemplateOptionsModel = type[TemplateOptions]
+
+
 class ProviderSettings(BaseModel):
     """Common per-provider configuration. Secrets are ``SecretStr`` and never print."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # The model of this adapter's per-template options (validated at config load).
+    template_options: ClassVar[TemplateOptionsModel] = TemplateOptions
 
     type: str
     enabled: bool = True
@@ -40,6 +57,13 @@ class ProviderSettings(BaseModel):
     )
     spend_period_s: float = Field(default=86_400.0, gt=0)
     regions: Literal["mainland", "international", "all"] = "mainland"
+    unknown_outcomes: Literal["at_most_once", "at_least_once"] | None = Field(
+        default=None,
+        description=(
+            "for an unknown outcome at this provider, overrides the router-wide "
+            "unknown_outcomes (e.g. at_least_once for one provider with no way to know)"
+        ),
+    )
     signature: str = Field(default="", description="e.g. 【Brand】, prepended to content")
 
     def reaches(self, mobile: Mobile) -> bool:

@@ -1,8 +1,9 @@
 """The v1 SMS platform: ``/api/v1/send``, ``/report``, ``/mo``, ``/queryBalance`` and pushes.
 
-Wire facts (shared/specs): form-encoded UTF-8 POSTs; ``pwd`` is the lower-case hex MD5 of the
-password, a static hash: a captured request can be replayed, so it never reaches a repr, a log
-line, an exception or a Fault. ``code == "00"`` means accepted; up to 3000 ``mobiles`` per
+Wire facts (shared/specs): form-encoded UTF-8 POSTs; ``pwd`` is the password's MD5 (the
+document does not say which hex case: ``pwd_case``; a computed one is lower-case), a static
+hash: a captured request can be replayed, so it never reaches a repr, a log line, an exception
+or a Fault. ``code == "00"`` means accepted; up to 3000 ``mobiles`` per
 request; ``taskId`` is ours (``Batch.request_id``) and globally unique, and comes back as the
 receipts' ``sendId``; ``extNo`` is a positive integer; content should stay under 500 characters
 (longer content is sent, with a warning). The platform answers per request, not per number:
@@ -84,6 +85,21 @@ class V1PlatformSettings(ProviderSettings):
     password_md5: SecretStr | None = Field(
         default=None, description="the password's MD5 (32 hex digits), if that is all you have"
     )
+    pwd_case: Literal["lower", "upper"] | None = Field(
+        default=None,
+        description=(
+            "hex case of the wire pwd (the document says only 'MD5'); unset: a computed MD5 "
+            "is lower-case, a given password_md5 is sent exactly as given"
+        ),
+    )
+    international_format: Literal["plus", "00", "digits"] = Field(
+        default="plus",
+        description=(
+            "how a number outside mainland China is written in mobiles (the document shows "
+            "only mainland numbers; reach them with regions = 'all'): +852..., 00852... or "
+            "852..."
+        ),
+    )
     ext_no: int | None = Field(default=None, gt=0, description="extNo: extension number")
     max_batch: int = Field(default=MAX_MOBILES, ge=1, le=MAX_MOBILES)
     error_codes: dict[str, FaultKind] = Field(
@@ -114,11 +130,15 @@ class V1PlatformSettings(ProviderSettings):
         return self
 
     def pwd(self) -> str:
-        """The wire ``pwd``: lower-case hex MD5. Replayable: never log what this returns."""
+        """The wire ``pwd``: the hex MD5 of the password, in ``pwd_case`` (see there).
+        Replayable: never log what this returns."""
         if self.password_md5 is not None:
-            return secret(self.password_md5).lower()
-        assert self.password is not None  # the validator guarantees one of the two
-        return hashlib.md5(secret(self.password).encode(), usedforsecurity=False).hexdigest()
+            digest = secret(self.password_md5)
+        else:
+            assert self.password is not None  # the validator guarantees one of the two
+            digest = hashlib.md5(secret(self.password).encode(), usedforsecurity=False).hexdigest()
+        case = self.pwd_case
+        return {"upper": digest.upper(), "lower": digest.lower()}.get(case or "", digest)
 
 
 class V1PlatformProvider:
@@ -182,13 +202,22 @@ class V1PlatformProvider:
         fields = {
             **self._auth(),
             "taskId": batch.request_id,
-            # The platform is mainland-only as documented: national numbers, comma-joined.
-            "mobiles": ",".join(m.national for m in batch.mobiles),
+            # The document shows only mainland numbers (11 digits) and says nothing of others;
+            # a foreign number (only with regions = "all" / "international") is written in
+            # international_format, never as bare national digits that read as another number.
+            "mobiles": ",".join(self._number(m) for m in batch.mobiles),
             "content": batch.rendered.content,
         }
         if self.settings.ext_no is not None:
             fields["extNo"] = str(self.settings.ext_no)
         return httpx.Request("POST", self._send_url, data=fields)
+
+    def _number(self, mobile: Mobile) -> str:
+        if mobile.is_mainland:
+            return mobile.national
+        digits = mobile.e164[1:]
+        form = self.settings.international_format
+        return "+" + digits if form == "plus" else ("00" + digits if form == "00" else digits)
 
     def parse_response(self, batch: Batch, response: httpx.Response) -> AttemptResult:
         """``code == "00"``: accepted under the returned taskId (ours if empty); else refused."""
@@ -226,7 +255,8 @@ class V1PlatformProvider:
     def _redacted(self, text: str) -> str:
         """Provider text for a Fault: bounded, and with our credentials cut out should the
         platform ever echo them."""
-        for value in (self.settings.pwd(), *_plain(self.settings.password)):
+        pwd = self.settings.pwd()
+        for value in (pwd.lower(), pwd.upper(), *_plain(self.settings.password)):
             text = text.replace(value, "***")
         return text[:200] or "refused"
 

@@ -175,6 +175,14 @@ class ResilienceSettings(BaseModel):
     reconcile_window_s: float = Field(
         default=0.0, ge=0, description="wait this long for a receipt to settle an unknown"
     )
+    credentials_park_s: float = Field(
+        default=300.0,
+        ge=0,
+        description=(
+            "a provider that refuses our credentials is left out of routing this long, then "
+            "tried again (a configuration error, not an outage: the breaker is not involved)"
+        ),
+    )
     replay_unknown: bool = Field(
         default=True,
         description=(
@@ -239,12 +247,18 @@ class RouterSettings(BaseSettings):
                         f"templates.{key}.providers.{provider}",
                         f"no provider named {provider!r}; configured: {sorted(parsed)}",
                     )
-            check_template(key, template)
+            check_template(key, template, parsed)
         self._parsed = parsed
         # Keep only the typed form: its secrets are SecretStr, so no repr or dump shows them.
         redacted = {name: p.model_dump(exclude_unset=False) for name, p in parsed.items()}
         object.__setattr__(self, "providers", redacted)
         return self
+
+    def resends_unknown(self, provider: str) -> bool:
+        """Whether a recipient whose attempt at ``provider`` ended unknown may be sent again
+        elsewhere: the provider's ``unknown_outcomes``, else the router-wide one."""
+        own = self._parsed[provider].unknown_outcomes if provider in self._parsed else None
+        return (own or self.unknown_outcomes) == "at_least_once"
 
     @property
     def provider_settings(self) -> Mapping[str, ProviderSettings]:
@@ -266,9 +280,22 @@ class RouterSettings(BaseSettings):
         return tuple(sources)
 
 
-def check_template(key: str, template: TemplateSettings) -> None:
-    """Refuse at load time what would otherwise fail in the middle of a send: a broken
-    format string, or ordered template params (Ronglian ``params``) nothing can fill."""
+def check_template(
+    key: str, template: TemplateSettings, providers: Mapping[str, ProviderSettings]
+) -> None:
+    """Refuse at load time what would otherwise fail in the middle of a send: options a
+    provider does not know or values outside its documented ranges, a broken format string,
+    or ordered template params (Ronglian ``params``) nothing can fill."""
+    for provider, options in template.providers.items():
+        model = providers[provider].template_options
+        try:
+            model.model_validate(options)
+        except ValidationError as exc:
+            takes = sorted(model.model_fields)
+            error = _config_error(exc, prefix=f"templates.{key}.providers.{provider}")
+            raise ConfigError(
+                error.key, f"{error.problem} ({providers[provider].type} options: {takes})"
+            ) from None
     texts = {f"templates.{key}.content": template.content}
     for provider, options in template.providers.items():
         if "content" in options:

@@ -18,7 +18,7 @@ from functools import partial
 import anyio
 
 from policies.base import BreakerState, Ranking
-from providers.base import AttemptResult, Batch, ErrorClass, Verdict
+from providers.base import AttemptResult, Batch, ErrorClass, Fault, FaultKind, Verdict
 from providers.http import send_batch
 from router.breaker import Permit
 from router.clock import Clock
@@ -28,6 +28,7 @@ from router.events import (
     AttemptFinished,
     AttemptStarted,
     CoalescedRequest,
+    CredentialsRefused,
     EventBus,
     FailoverBudgetExhausted,
     FailoverTaken,
@@ -177,7 +178,7 @@ class Dispatcher:
                     tracker.skip(name)
                 return
             await trial.wait()
-        resend_unknown = self.settings.unknown_outcomes == "at_least_once"
+        resend_unknown = self.settings.resends_unknown(name)
         r = self.settings.resilience
         reconcile = (rt.puller is not None and r.reconcile_window_s > 0) or (
             rt.replay is not None and r.replay_unknown
@@ -234,6 +235,12 @@ class Dispatcher:
             # The request could not be built: it never left, so it says nothing about the
             # provider either way (neither a failure nor a success in its windows).
             rt.breaker.release(permit)
+        elif result.fault is not None and result.fault.kind is FaultKind.CREDENTIALS:
+            # A configuration error, not an outage: no breaker record (a half-open cycle
+            # would keep probing with the same bad credentials and hide the cause behind
+            # "open"); the provider is parked instead, and an operator told.
+            rt.breaker.release(permit)
+            self._park(rt, result.fault)
         else:
             failed = (
                 result.verdict is not Verdict.ACCEPTED
@@ -250,6 +257,15 @@ class Dispatcher:
             self.intake.remember_sent(job.send_id, result)
         self._emit_attempt(job, batch, result, duration, parts, cost)
         return batch.request_id, result
+
+    def _park(self, rt: ProviderRuntime, fault: Fault) -> None:
+        park_s = self.settings.resilience.credentials_park_s
+        now = self.clock.monotonic()
+        first = rt.credentials_parked_until <= now  # one event per park (park_s 0: each one)
+        if park_s > 0:
+            rt.credentials_parked_until = now + park_s
+        if first:
+            self.events.emit(CredentialsRefused(rt.provider.name, fault.code, fault.detail, park_s))
 
     def _coalesced(
         self, provider: str, request_id: str, members: Sequence[Member], result: AttemptResult

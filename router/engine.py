@@ -12,7 +12,7 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 import anyio
@@ -82,6 +82,7 @@ class Explanation:
     scene: str
     rankings: Mapping[str, Ranking]  # route group ("mainland", "international") -> ranking
     unrenderable: Mapping[str, str]  # provider -> why it cannot carry this message
+    unknowns: Mapping[str, str] = field(default_factory=dict)  # provider -> an unknown's fate
 
 
 class Router:
@@ -362,7 +363,24 @@ class Router:
             for name in self.providers
             if name not in prepared.renders
         }
-        return Explanation(prepared.scene, rankings, unrenderable)
+        unknowns = {name: self._unknown_fate(name) for name in self.providers}
+        return Explanation(prepared.scene, rankings, unrenderable, unknowns)
+
+    def _unknown_fate(self, name: str) -> str:
+        """What becomes of a recipient whose attempt at ``name`` ends unknown (timeout after
+        the request was written, 5xx, unreadable answer)."""
+        rt, r = self.runtimes[name], self.settings.resilience
+        if rt.replay is not None and r.replay_unknown:
+            how = "resent under the same request id, which the provider refuses if it took it"
+        elif rt.puller is not None and r.reconcile_window_s > 0:
+            how = f"settled by pulling receipts for up to {r.reconcile_window_s:g} s"
+        elif rt.puller is not None:
+            how = "stays unknown unless a receipt arrives (reconcile_window_s = 0)"
+        else:
+            how = "stays unknown: the provider offers no way to query a send"
+        if self.settings.resends_unknown(name):
+            return f"{how}; if still unknown, sent again elsewhere (at_least_once)"
+        return f"{how}; if still unknown, never sent again (at_most_once)"
 
     def set_enabled(self, provider: str, enabled: bool) -> None:
         """Operator switch: a disabled provider is never a candidate."""

@@ -60,6 +60,17 @@ class FailoverTaken:
 
 
 @dataclass(frozen=True, slots=True)
+class CredentialsRefused:
+    """A provider refused our credentials: a configuration error. It is left out of routing
+    for ``park_s`` seconds; the breaker is not involved."""
+
+    provider: str
+    code: str | None
+    detail: str  # the provider's own words, secrets cut (Fault.detail)
+    park_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class PanicSend:
     """Every candidate's breaker was open; this batch went to the least bad one anyway."""
 
@@ -174,6 +185,7 @@ Event = (
     | AttemptFinished
     | FailoverTaken
     | PanicSend
+    | CredentialsRefused
     | CoalescedRequest
     | UnknownResolved
     | SendFinished

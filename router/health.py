@@ -40,9 +40,11 @@ class HealthView:
     def _snapshot(self, job: RouteJob, sample: Tracker) -> tuple[int, list[ProviderHealth]]:
         """(generation, health): rebuilt when anything it shows changes, else at most every
         ``ProviderStats`` snapshot period."""
+        now = self.clock.monotonic()
         key = tuple(
             (
                 rt.enabled,
+                rt.credentials_parked_until > now,
                 rt.breaker.state,
                 rt.stats.version,
                 name in job.renders,
@@ -50,7 +52,6 @@ class HealthView:
             )
             for name, rt in self.runtimes.items()
         )
-        now = self.clock.monotonic()
         cached = self._health_cache.get(key)
         if cached is not None and now - cached[0] <= SNAPSHOT_TTL_S:
             return cached[1], cached[2]
@@ -65,7 +66,7 @@ class HealthView:
         return self._generation, health
 
     def _build_health(self, job: RouteJob, sample: Tracker) -> list[ProviderHealth]:
-        out = []
+        out, now = [], self.clock.monotonic()
         for name, rt in self.runtimes.items():
             s, stats = rt.provider.settings, rt.stats
             accepted, delivered, latency = (_coarse(r) for r in stats.rates())
@@ -74,6 +75,7 @@ class HealthView:
                     name=name,
                     weight=s.weight,
                     enabled=rt.enabled and s.enabled,
+                    credentials_refused=rt.credentials_parked_until > now,
                     breaker=rt.breaker.state,
                     can_render=name in job.renders,
                     region_ok=rt.provider.can_reach(sample.mobile),

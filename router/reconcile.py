@@ -82,13 +82,14 @@ class Reconciler:
             if found == keys or remaining <= 0:
                 break
             await anyio.sleep(min(RECONCILE_POLL_S, remaining))
-        resend = self.settings.unknown_outcomes == "at_least_once"
         for key in keys:
             n = sum(t.awaiting == key for t in waiting)
             outcome = "taken" if key in found else "unknown"
             reason = "" if key in found else "no receipt within the reconcile window"
             self.events.emit(UnknownResolved(key[0], "receipts", outcome, n, reason))
         for tracker in waiting:
+            assert tracker.awaiting is not None
+            resend = self.settings.resends_unknown(tracker.awaiting[0])
             tracker.reconciled(tracker.awaiting in found, resend_unknown=resend)
 
     # -- replay under the same request id ---------------------------------------------------
@@ -101,9 +102,9 @@ class Reconciler:
         delay = self.settings.resilience.replay_delay_s
         if job.deadline - self._now() <= delay + 0.05:
             # A resend right after the first may overtake it at the provider: no resend.
-            resend = self.settings.unknown_outcomes == "at_least_once"
             for (provider, _), trackers in groups.items():
                 why = "too little of the send deadline left for a safe resend"
+                resend = self.settings.resends_unknown(provider)
                 self._unresolved(provider, trackers, why, resend)
             return
         await anyio.sleep(delay)
@@ -114,7 +115,7 @@ class Reconciler:
     async def _replay_one(
         self, job: RouteJob, provider: str, request_id: str, trackers: list[Tracker]
     ) -> None:
-        resend = self.settings.unknown_outcomes == "at_least_once"
+        resend = self.settings.resends_unknown(provider)
         rt = self.runtimes[provider]
         assert rt.replay is not None
         # No breaker permit: a resend is reconciliation, not routing. It is bounded by the

@@ -44,6 +44,7 @@ class ProviderRuntime:
     rate: RateLimiter | None
     stats: ProviderStats
     enabled: bool = True
+    credentials_parked_until: float = 0.0  # monotonic; credentials refused: out of routing
     trial_done: anyio.Event | None = None  # set when the current half-open trial ends
     # Capabilities, decided once from the adapter's declared protocols.
     batch_key: Callable[[Mobile], str] | None = field(init=False, default=None)

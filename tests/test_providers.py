@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -65,8 +66,87 @@ async def test_baofoo_wire_format(serve: Serve, encoding: str) -> None:
     assert f["requestId"] == batch.request_id
     assert f["domain"] == "app"
     assert f["singCode"] == "S1"
-    assert len(f["regTime"]) == 19
+    assert "regTime" not in f  # optional, no documented format: not sent unless configured
     assert "areaCode" not in f
+    if encoding == "multipart":  # every part names its charset (Chinese content)
+        assert req.body.count(b"Content-Type: text/plain; charset=UTF-8") == len(f)
+
+
+def test_baofoo_default_encoding_is_what_the_documents_own_client_sends() -> None:
+    """The document's Python client posts ``data=payload``: form-urlencoded, UTF-8."""
+    provider = baofoo("http://127.0.0.1:1")
+    request = provider.build_request(otp_batch(provider, mobiles("13800138000")))
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert "%E6%82%A8" in request.read().decode()  # 您, percent-encoded UTF-8
+
+
+def test_baofoo_reg_time_only_when_configured() -> None:
+    clock = FakeClock()
+    settings = baofoo("http://127.0.0.1:1", reg_time_format="%Y-%m-%d %H:%M:%S").settings
+    from providers.baofoo import BaofooProvider
+
+    provider = BaofooProvider("baofoo", settings, clock=clock)
+    request = provider.build_request(otp_batch(provider, mobiles("13800138000")))
+    expected = clock.now().astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d+%H%%3A%M")
+    assert f"regTime={expected}" in request.read().decode()
+
+
+@pytest.mark.parametrize(
+    "where",
+    [{"environment": "production"}, {"base_url": "https://sms.mandao.com"}],
+)
+@pytest.mark.parametrize("domain", [None, "", "  "])
+def test_baofoo_production_needs_a_domain(where: dict[str, str], domain: str | None) -> None:
+    """Left out, the gateway files every message under 测试 (test): a config error."""
+    from router.config import RouterSettings
+    from router.errors import ConfigError
+
+    raw = {"type": "baofoo", "user_name": "u", "user_pass": "p", **where}
+    if domain is not None:
+        raw["domain"] = domain
+    with pytest.raises(ConfigError, match="domain is required") as caught:
+        RouterSettings(providers={"bf": raw})
+    assert caught.value.key == "providers.bf"
+    RouterSettings(providers={"bf": {**raw, "domain": "my-app"}})  # fixed: loads
+    RouterSettings(providers={"bf": {**raw, "environment": "pre", "base_url": ""}})
+
+
+def test_baofoo_documented_scenes_get_the_documented_types() -> None:
+    """The scene table applies without Baofoo options; a template's options still win."""
+    from providers.baofoo import SCENES
+    from providers.base import RenderRequest, Template
+
+    provider = baofoo("http://127.0.0.1:1")
+    for key, scene in SCENES.items():
+        params = dict.fromkeys(["code", "amount", "balance", "plan", "date"], "1")
+        rendered = provider.render(RenderRequest(Template(key, scene.content, {}), params, None))
+        assert rendered is not None
+        assert rendered.options == {
+            "sendType": str(scene.send_type),
+            "businessType": str(scene.business_type),
+        }
+    own = Template("login_code", "x", {"baofoo": {"send_type": 3, "business_type": 2}})
+    rendered = provider.render(RenderRequest(own, {}, None))
+    assert rendered is not None and rendered.options == {"sendType": "3", "businessType": "2"}
+    other = provider.render(RenderRequest(Template("promo", "x", {}), {}, None))
+    assert other is not None and other.options == {"sendType": "3", "businessType": "4"}
+
+
+def test_baofoo_emulator_refuses_values_outside_the_documented_enums(serve: Serve) -> None:
+    server = serve(baofoo_emu.create_app())
+    for send_type, business_type in (("0", "4"), ("4", "4"), ("3", "5"), ("x", "1")):
+        response = httpx.post(
+            f"{server.url}/sendSms",
+            data={
+                "userName": "sandbox-user",
+                "userPass": "sandbox-pass",
+                "mobile": "13800138000",
+                "content": "hi",
+                "sendType": send_type,
+                "businessType": business_type,
+            },
+        )
+        assert response.json()["success"] is False, (send_type, business_type)
 
 
 async def test_baofoo_sends_area_code_and_never_mixes_areas(serve: Serve) -> None:

@@ -61,14 +61,14 @@ def test_a_broken_per_provider_content_names_its_key() -> None:
     ("options", "match"),
     [
         ({"template_id": "1", "params": ["code", "minutes", "nope"]}, "nope"),
-        ({"template_id": "1", "params": "code"}, "list of parameter names"),
-        ({"template_id": "1", "params": [1, 2]}, "list of parameter names"),
+        ({"template_id": "1", "params": "code"}, "valid list"),
+        ({"template_id": "1", "params": [1, 2]}, "valid string"),  # key: params.0
     ],
 )
 def test_template_params_nothing_can_fill_are_refused(options: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match) as info:
         load({"content": "code {code}", "defaults": {"minutes": "5"}, "providers": {"rl": options}})
-    assert info.value.key == "templates.login_code.providers.rl.params"
+    assert info.value.key.startswith("templates.login_code.providers.rl.params")
     assert "token-secret" not in str(info.value)
 
 
@@ -106,3 +106,38 @@ def test_check_config_catches_a_broken_template(tmp_path: Path) -> None:
     )
     assert run.returncode == 1
     assert "templates.login_code.content" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("provider", "options", "key"),
+    [
+        ("rl", {"template_idd": "1"}, "template_idd"),  # a typo must not drop the provider
+        ("rl", {"template_id": "1", "params": "code"}, "params"),
+        ("rl", {"template_id": "1", "aproved": False}, "aproved"),
+        ("bf", {"send_type": 4}, "send_type"),  # the document's enum is 1-3
+        ("bf", {"send_type": 0}, "send_type"),
+        ("bf", {"business_type": 5}, "business_type"),  # 1-4
+        ("bf", {"business_type": "notice"}, "business_type"),
+        ("bf", {"sendtype": 1}, "sendtype"),
+        ("bf", {"template_id": "1"}, "template_id"),  # Ronglian's option on Baofoo
+    ],
+)
+def test_provider_options_are_checked_against_the_adapter(
+    provider: str, options: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load({"content": "code {code}", "providers": {provider: options}})
+    assert info.value.key == f"templates.login_code.providers.{provider}.{key}"
+    assert "options: [" in info.value.problem  # names what the adapter does take
+
+
+def test_valid_provider_options_load() -> None:
+    load(
+        {
+            "content": "code {code}",
+            "providers": {
+                "bf": {"send_type": 1, "business_type": 4, "approved": True},
+                "rl": {"template_id": 123, "params": ["code"]},
+            },
+        }
+    )

@@ -117,8 +117,13 @@ def test_settings_errors_name_the_key_and_hide_the_secret(
 def test_settings_defaults_and_md5_alternative() -> None:
     plain = v1("http://x").settings
     assert plain.max_batch == 3000 and plain.ext_no is None and MAX_CONTENT_CHARS == 500
+    assert plain.pwd() == PWD  # a computed MD5: lower-case hex
+    # The document says only "MD5": a given hash is sent as given unless pwd_case says.
     hashed = v1("http://x", password=None, password_md5=PWD.upper()).settings
-    assert hashed.pwd() == plain.pwd() == PWD  # always sent lower-case
+    assert hashed.pwd() == PWD.upper()
+    lowered = v1("http://x", password=None, password_md5=PWD.upper(), pwd_case="lower")
+    assert lowered.settings.pwd() == PWD
+    assert v1("http://x", pwd_case="upper").settings.pwd() == PWD.upper()
     no_secret_in(plain, hashed, v1("http://x"))
 
 
@@ -270,6 +275,10 @@ def test_echoed_credentials_are_cut_from_the_fault() -> None:
     result = p.parse_response(batch(mobiles(TWO[0])), httpx.Response(200, json=echo))
     assert result.fault is not None and result.fault.detail == "bad pwd *** for ***"
     no_secret_in(result)
+    # Echoed in the other hex case than the one sent: cut too.
+    echo = {"code": "09", "data": {}, "message": f"bad pwd {PWD.upper()}"}
+    result = p.parse_response(batch(mobiles(TWO[0])), httpx.Response(200, json=echo))
+    assert result.fault is not None and result.fault.detail == "bad pwd ***"
 
 
 # -- transport faults and unreadable answers ------------------------------------------------
@@ -365,3 +374,17 @@ async def test_lower_limits_on_both_sides(serve: Serve) -> None:
         loose.build_request(batch(()))
     with pytest.raises(ValueError, match="content"):
         loose.build_request(Batch("t", numbers(1), Rendered(template_id="1")))
+
+
+@pytest.mark.parametrize(
+    ("form", "wire"),
+    [("plus", "+85291234567"), ("00", "0085291234567"), ("digits", "85291234567")],
+)
+def test_foreign_numbers_never_go_as_bare_national_digits(form: str, wire: str) -> None:
+    """The document shows only mainland numbers; a foreign one (regions = "all") carries its
+    country code in the configured form, never "91234567" alone."""
+    p = v1("http://x", regions="all", international_format=form)
+    request = p.build_request(batch((normalise("+852 9123 4567"), normalise("13800138000"))))
+    sent = dict(httpx.QueryParams(request.read().decode()))
+    assert sent["mobiles"] == f"{wire},13800138000"
+    assert not v1("http://x").can_reach(normalise("+852 9123 4567"))  # default: mainland only

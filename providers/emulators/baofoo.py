@@ -28,6 +28,8 @@ from providers.emulators._common import (
 
 _MAINLAND = re.compile(r"^1[3-9]\d{9}$")
 _FOREIGN = re.compile(r"^\d{5,15}$")
+# The document's enums (sendType 1-3, businessType 1-4); an undocumented value is refused.
+_ENUMS = {"sendType": {"1", "2", "3"}, "businessType": {"1", "2", "3", "4"}}
 
 
 def _answer(success: bool, result: int, code: str | None, msg: str | None) -> dict[str, Any]:
@@ -45,6 +47,9 @@ def _check(fields: dict[str, str], user: str, password: str, max_batch: int) -> 
     for name in ("mobile", "content"):
         if not fields.get(name):
             return _refuse("PARAM_MISSING", f"缺少参数 {name}")  # invented
+    for name, allowed in _ENUMS.items():
+        if name in fields and fields[name] not in allowed:
+            return _refuse("PARAM_ERROR", f"{name} 取值不合法")  # invented
     mobiles = [m for m in re.split(r"[,;]", fields["mobile"]) if m]
     if len(mobiles) > max_batch:
         return _refuse("MOBILE_TOO_MANY", f"号码数量超过 {max_batch}")  # invented

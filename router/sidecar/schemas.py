@@ -223,6 +223,10 @@ class ExplanationBody(BaseModel):
     scene: str
     groups: dict[str, GroupRanking]
     unrenderable: dict[str, str] = Field(description="provider -> why it cannot carry it")
+    unknowns: dict[str, str] = Field(
+        default_factory=dict,
+        description="provider -> what becomes of a recipient whose attempt there ends unknown",
+    )
 
     @classmethod
     def of(cls, explanation: Explanation) -> ExplanationBody:
@@ -240,7 +244,10 @@ class ExplanationBody(BaseModel):
             for group, ranking in explanation.rankings.items()
         }
         return cls(
-            scene=explanation.scene, groups=groups, unrenderable=dict(explanation.unrenderable)
+            scene=explanation.scene,
+            groups=groups,
+            unrenderable=dict(explanation.unrenderable),
+            unknowns=dict(explanation.unknowns),
         )
 
 

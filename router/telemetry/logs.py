@@ -8,6 +8,7 @@ from router.events import (
     AttemptFinished,
     BreakerChanged,
     CallbackRejected,
+    CredentialsRefused,
     Event,
     FailoverBudgetExhausted,
     FailoverTaken,
@@ -37,6 +38,17 @@ class LoggingSink:
         elif isinstance(event, BreakerChanged):
             log.warning(
                 "provider=%s breaker %s -> %s", event.provider, event.old_state, event.new_state
+            )
+        elif isinstance(event, CredentialsRefused):
+            log.error(
+                "provider=%s refused our credentials (code=%s: %s): a configuration error; "
+                "check providers.%s account settings (user, password or key, and the "
+                "environment variables that set them); left out of routing for %gs",
+                event.provider,
+                event.code,
+                event.detail,
+                event.provider,
+                event.park_s,
             )
         elif isinstance(event, PanicSend):
             log.error(

@@ -39,6 +39,7 @@ from router.events import (
     BreakerChanged,
     CallbackRejected,
     CoalescedRequest,
+    CredentialsRefused,
     DedupeChecked,
     Event,
     FailoverBudgetExhausted,
@@ -145,6 +146,12 @@ class Metrics:
         )
         self.panics = counter(
             "panic_sends_total", "Batches sent with every breaker open.", ["provider"]
+        )
+        self.credentials_refusals = counter(
+            "credentials_refusals_total",
+            "Times a provider refused our credentials (each parks it for "
+            "resilience.credentials_park_s): a configuration error, not an outage.",
+            ["provider"],
         )
         self.unknown_resolutions = counter(
             "unknown_resolutions_total",
@@ -280,6 +287,7 @@ class MetricsSink:
             m.panics.labels(p)
             m.coalesced_requests.labels(p)
             m.coalesced_messages.labels(p)
+            m.credentials_refusals.labels(p)
             for method in ("replay", "receipts"):
                 for resolution in ("taken", "sent", "unknown"):
                     m.unknown_resolutions.labels(p, method, resolution)
@@ -320,6 +328,8 @@ class MetricsSink:
             m.failovers.labels(event.from_provider, event.to_provider).inc(event.recipients)
         elif isinstance(event, PanicSend):
             m.panics.labels(event.provider).inc()
+        elif isinstance(event, CredentialsRefused):
+            m.credentials_refusals.labels(event.provider).inc()
         elif isinstance(event, UnknownResolved):
             m.unknown_resolutions.labels(event.provider, event.method, event.outcome).inc(
                 event.recipients
