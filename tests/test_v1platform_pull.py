@@ -269,19 +269,37 @@ async def test_balance_is_billed_per_mobile_per_part(serve: Serve) -> None:
         assert (await query_balance(p, client)).balance == 7
 
 
-async def test_mo_pull(serve: Serve) -> None:
+@pytest.mark.parametrize("literal", [False, True])
+async def test_mo_pull(serve: Serve, literal: bool) -> None:
+    """As the document shows it: masked mobile, numeric extNo; with ``literal_shapes`` the
+    emulator answers in the document's own broken shape, which the adapter still reads."""
     server = serve(emu.create_app())
     p = v1(server.url)
     async with httpx.AsyncClient() as client:
+        await client.put(f"{server.url}/_emulator/v1/settings", json={"literal_shapes": literal})
         injected = await client.post(
             f"{server.url}/_emulator/v1/mo",
             json={"mobile": "13800138000", "content": "退订", "extNo": "12"},
         )
         assert injected.status_code == 200
+        raw = await client.post(f"{server.url}/api/v1/mo", data={"account": "x", "pwd": "y"})
+        assert raw.json()["code"] == "01"  # a refused pull consumes nothing
         [reply] = await pull_inbound(p, client)
         assert await pull_inbound(p, client) == []
-    assert (reply.mobile, reply.content, reply.ext_no) == ("13800138000", "退订", "12")
+    assert (reply.mobile, reply.content, reply.ext_no) == ("138****8000", "退订", "12")
     assert reply.at is not None and reply.at.tzinfo is not None
+
+
+async def test_report_pull_in_the_documents_literal_shape(serve: Serve) -> None:
+    server = serve(emu.create_app())
+    p = v1(server.url)
+    async with httpx.AsyncClient() as client:
+        await client.put(f"{server.url}/_emulator/v1/settings", json={"literal_shapes": True})
+        await send(p, "13800138000")
+        raw = await client.post(f"{server.url}/api/v1/report", data={"account": "x", "pwd": "y"})
+        assert raw.json()["code"] == "01"
+        [receipt] = await pull_reports(p, client)
+    assert receipt.mobile == "138****8000"  # masked, as the document's example
 
 
 async def test_pull_failures_raise_without_secrets(serve: Serve) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -205,23 +207,49 @@ async def record(state: EmulatorState, request: Request, fields: Mapping[str, An
     return action
 
 
+PUSH_WORKERS = 4  # concurrent callbacks per emulator
+PUSH_BACKLOG = 200_000  # callbacks waiting at most; beyond, they are lost (and counted)
+
+
 class Pusher:
     """Fire-and-forget callbacks (receipts, replies): sent once after a delay, never retried,
-    never blocking the answer to the send that caused them."""
+    never blocking the answer to the send that caused them. A queue and at most
+    ``PUSH_WORKERS`` sending tasks: a 100,000-number send must not start 100,000 tasks in the
+    event loop it shares with its own answers (and, in the sandbox, with the sidecar)."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int = PUSH_WORKERS, backlog: int = PUSH_BACKLOG) -> None:
         self._client: httpx.AsyncClient | None = None
+        self._queue: collections.deque[tuple[float, str, object]] = collections.deque()
+        self._workers, self._backlog = workers, backlog
+        self._active = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self.dropped = 0
 
     def push_later(self, url: str | None, body: object, delay_s: float) -> None:
         if url is None:
             return
-        task = asyncio.get_running_loop().create_task(self._push(url, body, delay_s))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if len(self._queue) >= self._backlog:
+            self.dropped += 1
+            return
+        self._queue.append((time.monotonic() + delay_s, url, body))
+        if self._active < self._workers:
+            self._active += 1
+            task = asyncio.get_running_loop().create_task(self._work())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _push(self, url: str, body: object, delay_s: float) -> None:
-        await anyio.sleep(delay_s)
+    async def _work(self) -> None:
+        try:
+            while self._queue:  # no await between this check and leaving: no lost wake-up
+                due, url, body = self._queue.popleft()
+                wait = due - time.monotonic()
+                if wait > 0:
+                    await anyio.sleep(wait)
+                await self._push(url, body)
+        finally:
+            self._active -= 1
+
+    async def _push(self, url: str, body: object) -> None:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=5, trust_env=False)
         with contextlib.suppress(httpx.HTTPError):

@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -94,8 +95,16 @@ class Reply:
     ext_no: str
     times: str
 
+    def pull_item(self) -> dict[str, object]:
+        """The ``/mo`` entry as the document shows it: the mobile masked (``138****1234``),
+        ``extNo`` a number when it is one (``10``)."""
+        mobile = self.mobile
+        masked = mobile[:3] + "****" + mobile[-4:] if len(mobile) == 11 else mobile
+        ext: object = int(self.ext_no) if self.ext_no.isdigit() else self.ext_no
+        return {"mobile": masked, "content": self.content, "times": self.times, "extNo": ext}
+
     def item(self) -> dict[str, str]:
-        """The ``/mo`` entry and the MO push body (the same four fields)."""
+        """The MO push body (the push document's four string fields, mobile unmasked)."""
         return {
             "mobile": self.mobile,
             "content": self.content,
@@ -110,6 +119,7 @@ class V1State(EmulatorState):
 
     balance: int = 1_000_000
     drop_pushes: bool = False  # lose every push, as a receiver outage would
+    literal_shapes: bool = False  # pulls answer in the documents' literal (broken) shape
     push_spelling: str = "DELIVRD"  # the push document's spelling
     pull_spelling: str = "DELIVER"  # the pull document's spelling
     undeliverable: set[str] = field(default_factory=set)
@@ -125,6 +135,7 @@ class V1State(EmulatorState):
         self.undeliverable.clear()
         self.task_ids.clear()
         self.drop_pushes = False
+        self.literal_shapes = False
 
     def drain_receipts(self) -> list[Receipt]:
         """Receipts that are due, removed: a pull hands each one out once."""
@@ -141,6 +152,7 @@ class V1Controls(BaseModel):
 
     balance: int | None = None
     drop_pushes: bool | None = None
+    literal_shapes: bool | None = None
     callback_url: str | None = None
     mo_callback_url: str | None = None
     receipt_delay_s: float | None = Field(default=None, ge=0)
@@ -222,14 +234,23 @@ class _V1Handlers:
         if refused is not None:
             return refused
         items = [r.pull_item(self.st.pull_spelling) for r in self.st.drain_receipts()]
-        return _answer("00", "成功", items)
+        return self._pulled(items)
+
+    def _pulled(self, items: list[Any]) -> Response:
+        """A pull answer: JSON, or with ``literal_shapes`` the documents' own example shape
+        (``"data": {[...]}`` and no comma before ``"message"``: not JSON)."""
+        if not self.st.literal_shapes:
+            return _answer("00", "成功", items)
+        array = orjson.dumps(items).decode()
+        text = f'{{\n  "code": "00",\n  "data": {{\n    {array}\n}}\n"message": "成功"\n}}'
+        return Response(text.encode(), media_type="application/json")
 
     async def mo(self, request: Request) -> Response:
         refused = await self._refused_pull(request)
         if refused is not None:
             return refused
         drained, self.st.replies = self.st.replies, []
-        return _answer("00", "成功", [r.item() for r in drained])
+        return self._pulled([r.pull_item() for r in drained])
 
     async def query_balance(self, request: Request) -> Response:
         refused = await self._refused_pull(request)
