@@ -14,9 +14,14 @@ from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.dashboard import DataSourceRef
+from grafana_foundation_sdk.models.dashboard import (
+    DataSourceRef,
+    Threshold,
+    ThresholdsMode,
+    VariableRefresh,
+)
 
-from grafana.queries import PANELS, PanelSpec
+from grafana.queries import PANELS, VARIABLES, PanelSpec, scoped
 
 OUT = Path(__file__).parent / "dashboards" / "sms-router.json"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -32,11 +37,30 @@ def _panel(spec: PanelSpec) -> Any:
         .height(7)
         .span(8 if spec.kind == "stat" else 12)
     )
+    if spec.thresholds:
+        steps = [Threshold(value=value, color=colour) for value, colour in spec.thresholds]
+        builder = builder.thresholds(
+            dashboard.ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps(steps)
+        )
     for ref, (expr, legend) in zip("ABCDEFGH", spec.targets, strict=False):
         builder = builder.with_target(
-            prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref)
+            prometheus.Dataquery().expr(scoped(expr)).legend_format(legend).ref_id(ref)
         )
     return builder
+
+
+def _variable(name: str, query: str) -> Any:
+    """A multi-select query variable whose "All" matches everything (``.*``)."""
+    return (
+        dashboard.QueryVariable(name)
+        .label(name.capitalize())
+        .query(query)
+        .datasource(DATASOURCE)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+    )
 
 
 def build() -> dict[str, Any]:
@@ -50,6 +74,8 @@ def build() -> dict[str, Any]:
             dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")
         )
     )
+    for name, query in VARIABLES.items():
+        board = board.with_variable(_variable(name, query))
     row = None
     for spec in PANELS:
         if spec.row != row:

@@ -72,3 +72,46 @@ def test_every_alert_has_severity_summary_value_runbook_and_dashboard() -> None:
 
 def test_the_committed_dashboard_is_what_the_code_generates() -> None:
     assert build_dashboard.OUT.read_text(encoding="utf-8") == build_dashboard.render()
+
+
+def test_every_metric_family_is_shown_or_alerted_on() -> None:
+    """A family nobody can see is a family nobody will look at (issue 14 found 8 of 18)."""
+    from prometheus_client import CollectorRegistry
+
+    from grafana.queries import dashboard_expressions, rule_expressions
+    from router.telemetry.metrics import MetricsSink
+
+    registry = CollectorRegistry()
+    MetricsSink(registry, providers=["p"], scenes=["s"])
+    used = " ".join(dashboard_expressions() + rule_expressions())
+    families = {f.name for f in registry.collect() if f.name.startswith("smsrouter_")}
+    unseen = {name for name in families if name not in used} - {"smsrouter_build"}
+    assert unseen == set(), f"no panel or rule for {sorted(unseen)}"
+
+
+def test_panels_follow_the_variables() -> None:
+    """Every raw selector is scoped to $instance (and $provider / $scene where the family has
+    that label); rate windows follow $__rate_interval; every variable is used."""
+    import re
+
+    from grafana.queries import VARIABLES, dashboard_expressions
+
+    exprs = dashboard_expressions()
+    raw = [e for e in exprs if "smsrouter_" in e or "process_" in e]
+    assert raw
+    for expr in raw:
+        for selector in re.findall(r"\b(?:smsrouter|process)_[a-z0-9_]+(\{[^}]*\})?", expr):
+            assert 'instance=~"$instance"' in selector, expr
+        assert "[5m]" not in expr, expr
+    joined = " ".join(exprs)
+    for name in VARIABLES:
+        assert f'"${name}"' in joined, name
+    assert 'provider=~"$provider"' in joined and 'scene=~"$scene"' in joined
+    board = json.loads(build_dashboard.render())
+    assert [v["name"] for v in board["templating"]["list"]] == ["datasource", *VARIABLES]
+    steps = [
+        p
+        for p in board["panels"]
+        if p.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps")
+    ]
+    assert len(steps) >= 4  # the SLO panels carry their objective as a threshold
