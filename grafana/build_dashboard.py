@@ -85,7 +85,24 @@ def build() -> dict[str, Any]:
     encoded: dict[str, Any] = json.loads(
         JSONEncoder(sort_keys=True, indent=2).encode(board.build())
     )
-    return encoded
+    return _schema_clean(encoded)
+
+
+# Keys the SDK writes that Grafana's published schema (@grafana/schema, checked by
+# grafana/schema-check in CI) does not have: interval-variable fields on every variable, and
+# a placeholder variable id, and the obsolete dashboard ``style``.
+_VARIABLE_EXTRAS = ("auto", "auto_count", "auto_min", "id")
+
+
+def _schema_clean(board: dict[str, Any]) -> dict[str, Any]:
+    board.pop("style", None)
+    for panel in board.get("panels", []):
+        if panel.get("options", {}) is None:  # "options: null" is not an object
+            del panel["options"]
+    for variable in board.get("templating", {}).get("list", []):
+        for key in _VARIABLE_EXTRAS:
+            variable.pop(key, None)
+    return board
 
 
 def render() -> str:
