@@ -108,9 +108,19 @@ PANELS: tuple[PanelSpec, ...] = (
         (
             ("smsrouter:availability_error_budget_remaining:ratio30d", "availability"),
             ("smsrouter:latency_error_budget_remaining:ratio30d", "latency"),
+            ("smsrouter:delivery_error_budget_remaining:ratio30d", "delivery"),
         ),
         "Share of the 30-day error budget not yet spent, clamped to [0, 1] (0: overspent).",
         thresholds=((None, "red"), (0.25, "orange"), (0.5, "green")),
+    ),
+    PanelSpec(
+        "SLO overview",
+        "Delivery SLI (1d)",
+        "stat",
+        "percentunit",
+        (("1 - smsrouter:delivery_errors:ratio_rate1d", "delivered"),),
+        "Deduplicated delivery receipts that say delivered, all providers. SLO 95%.",
+        thresholds=((None, "red"), (0.95, "green")),
     ),
     PanelSpec(
         "SLO overview",
