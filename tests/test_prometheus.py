@@ -39,6 +39,9 @@ weight = 1
 
 [templates.login_code]
 content = "您的登录验证码为 {{code}},30分钟内有效,请勿泄露。"
+
+[server.callback_tokens]
+v1platform = "cb-secret"
 """
 
 
@@ -150,6 +153,28 @@ def test_every_expression_returns_data_and_the_sli_falls(
         time.sleep(0.5)
     assert sli(prom) < 1.0
 
+    # The faults reach the alerts: each expression (the alert's condition, thresholds and
+    # all) becomes true against the live sidecar.
+    alerts = _alerts()
+    # 50% 5xx on one of two providers is ~25% failed recipients over >= 10: a page.
+    assert eventually(prom, alerts["SMSRouterAvailabilityBudgetBurnPage"]), "no burn page"
+    # A receipt pushed with a wrong token: rejected, counted, alerted.
+    bad = httpx.post(
+        f"{sidecar}/v1/callbacks/v1platform/status",
+        json={"sendId": "x", "mobile": "13900000000", "times": "", "status": "DELIVRD"},
+        headers={"X-Callback-Token": "wrong"},
+        timeout=5,
+    )
+    assert bad.status_code == 403
+    assert eventually(prom, alerts["SMSRouterCallbackRejections"]), "no callback alert"
+    # Every provider refuses: breakers open, then the panic rule sends anyway: alerted.
+    for name in ("baofoo", "v1platform"):
+        sandbox.state(name).set_faults(FaultSettings(http_5xx_rate=1.0))
+    send_load(sidecar, 40, 5000)
+    assert eventually(prom, alerts["SMSRouterPanicSends"]), "no panic alert"
+    for name in ("baofoo", "v1platform"):
+        sandbox.state(name).set_faults(FaultSettings())
+
     alert_exprs = {r.strip() for r in _alert_expressions()}
     missing = []
     for expr in all_expressions():
@@ -164,3 +189,14 @@ def _alert_expressions() -> list[str]:
 
     doc = yaml.safe_load((RULES_DIR / "slo-alerts.yml").read_text(encoding="utf-8"))
     return [rule["expr"] for group in doc["groups"] for rule in group["rules"]]
+
+
+def _alerts() -> dict[str, str]:
+    import yaml
+
+    doc = yaml.safe_load((RULES_DIR / "slo-alerts.yml").read_text(encoding="utf-8"))
+    return {
+        str(rule["alert"]): str(rule["expr"]).strip()
+        for group in doc["groups"]
+        for rule in group["rules"]
+    }
