@@ -352,3 +352,38 @@ async def test_no_secret_in_repr_faults_or_errors(serve: Serve) -> None:
         p.build_request(batch(p, request_id="z" * 40))
     assert TOKEN not in str(err.value)
     assert isinstance(p.settings.auth_token, SecretStr)
+
+
+def test_emulator_takes_the_xml_body_the_document_allows(serve: Serve) -> None:
+    """Content-Type application/xml (the document allows it beside JSON), answered in XML
+    when the client accepts only XML; the same checks apply (a bad appId is refused)."""
+    from xml.etree import ElementTree
+
+    server = serve(emu.create_app())
+    p = ronglian(server.url)
+    b = batch(p, n=2)
+    signed = p.build_request(b)  # the URL's sig and the Authorization header
+    body = orjson.loads(signed.read())
+
+    def xml(app_id: str) -> bytes:
+        datas = "".join(f"<data>{d}</data>" for d in body["datas"])
+        return (
+            f'<?xml version="1.0" encoding="utf-8"?><TemplateSMS><to>{body["to"]}</to>'
+            f"<appId>{app_id}</appId><templateId>{body['templateId']}</templateId>"
+            f"<datas>{datas}</datas><reqId>{body['reqId']}</reqId></TemplateSMS>"
+        ).encode()
+
+    headers = {
+        "Authorization": signed.headers["authorization"],
+        "Content-Type": "application/xml;charset=utf-8",
+        "Accept": "application/xml",
+    }
+    answer = httpx.post(str(signed.url), content=xml(body["appId"]), headers=headers)
+    root = ElementTree.fromstring(answer.content)  # noqa: S314 - our own emulator's answer
+    assert root.tag == "Response" and root.findtext("statusCode") == "000000"
+    assert root.findtext("TemplateSMS/smsMessageSid")
+    [sent] = state(server).accepted
+    assert list(sent.to) == body["to"].split(",") and list(sent.datas) == body["datas"]
+
+    refused = httpx.post(str(signed.url), content=xml("not-our-app"), headers=headers)
+    assert ElementTree.fromstring(refused.content).findtext("statusCode") == "111199"  # noqa: S314

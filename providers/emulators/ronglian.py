@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from xml.etree import ElementTree
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -112,13 +113,56 @@ def _check_auth(request: Request, account_sid: str, auth_token: str, now: dateti
         raise _Refusal("111108", "请求地址Sig校验失败")
 
 
-def _check_body(request: Request, raw: bytes, app_id: str, templates: dict[str, int]) -> Any:
-    if "json" not in request.headers.get("content-type", "").lower():
-        raise _Refusal("160031", "参数解析失败: Content-Type 须为 application/json")
+def _parse_body(content_type: str, raw: bytes) -> Any:
+    """The request body as a dict: JSON, or the XML the document also allows
+    (``<TemplateSMS><to/><appId/><templateId/><datas><data/>...</datas>...</TemplateSMS>``,
+    the element names of cloopen's XML SDK). None when unreadable."""
+    if "json" in content_type:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+    if "xml" not in content_type:
+        raise _Refusal("160031", "参数解析失败: Content-Type 须为 application/json 或 xml")
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        body = None
+        # Our own test traffic only; the body has no DTD or entities to expand.
+        root = ElementTree.fromstring(raw)  # noqa: S314
+    except ElementTree.ParseError:
+        return None
+    body: dict[str, Any] = {}
+    for child in root:
+        if child.tag == "datas":
+            body["datas"] = [d.text or "" for d in child if d.tag == "data"]
+        else:
+            body[child.tag] = child.text or ""
+    return body
+
+
+def wants_xml(request: Request) -> bool:
+    """An XML answer for a client that accepts XML and not JSON (the document allows both)."""
+    accept = request.headers.get("accept", "").lower()
+    return "xml" in accept and "json" not in accept
+
+
+def xml_response(payload: dict[str, Any]) -> Response:
+    """``<Response>`` with the JSON answer's fields as elements (nested objects nested)."""
+
+    def fill(parent: ElementTree.Element, fields: dict[str, Any]) -> None:
+        for key, value in fields.items():
+            child = ElementTree.SubElement(parent, "TemplateSMS" if key == "templateSMS" else key)
+            if isinstance(value, dict):
+                fill(child, value)
+            else:
+                child.text = str(value)
+
+    root = ElementTree.Element("Response")
+    fill(root, payload)
+    text = ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
+    return Response(text, media_type="application/xml;charset=utf-8")
+
+
+def _check_body(request: Request, raw: bytes, app_id: str, templates: dict[str, int]) -> Any:
+    body = _parse_body(request.headers.get("content-type", "").lower(), raw)
     if not isinstance(body, dict):
         raise _Refusal("160031", "参数解析失败")
     to = body.get("to")
@@ -184,22 +228,23 @@ class _RonglianHandlers:
         st = self.st
         raw = await request.body()
         try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            parsed = _parse_body(request.headers.get("content-type", "").lower(), raw)
+        except _Refusal:
             parsed = None
         action = await record(st, request, parsed if isinstance(parsed, dict) else {})
         fault = await apply_transport_fault(st, action)
         if fault is not None:
             return fault
+        answer = xml_response if wants_xml(request) else json_response
         try:
             sent = self._accept_checked(request, raw, action)
         except _Refusal as refusal:
-            return json_response({"statusCode": refusal.code, "statusMsg": refusal.message})
+            return answer({"statusCode": refusal.code, "statusMsg": refusal.message})
         for number in sent.to:
             receipt = _receipt(st, sent, number)
             self.pusher.push_later(st.callback_url, receipt, st.receipt_delay_s)
         late = await hang_after_accept(st, action)
-        return late or json_response(
+        return late or answer(
             {
                 "statusCode": "000000",
                 "templateSMS": {"dateCreated": sent.created, "smsMessageSid": sent.sms_message_sid},
