@@ -316,6 +316,19 @@ PANELS: tuple[PanelSpec, ...] = (
     ),
     PanelSpec(
         "Traffic",
+        "HTTP requests (sidecar)",
+        "timeseries",
+        "reqps",
+        (
+            (
+                "sum by (route, status) (rate(smsrouter_http_requests_total[5m]))",
+                "{{route}} {{status}}",
+            ),
+        ),
+        "Every request the sidecar answered, by route template and status.",
+    ),
+    PanelSpec(
+        "Traffic",
         "Idempotency",
         "timeseries",
         "short",

@@ -167,6 +167,12 @@ def test_every_expression_returns_data_and_the_sli_falls(
     )
     assert bad.status_code == 403
     assert eventually(prom, alerts["SMSRouterCallbackRejections"]), "no callback alert"
+    # Every answer counts in the HTTP server metrics, by route template and status.
+    http = "smsrouter_http_requests_total"
+    assert eventually(prom, f'{http}{{route="/v1/messages",method="POST",status="200"}} > 0')
+    assert eventually(
+        prom, f'{http}{{route="/v1/callbacks/{{provider}}/{{kind}}",status="403"}} == 1'
+    )
     # Every provider refuses: breakers open, then the panic rule sends anyway: alerted.
     for name in ("baofoo", "v1platform"):
         sandbox.state(name).set_faults(FaultSettings(http_5xx_rate=1.0))

@@ -11,10 +11,12 @@ from contextlib import asynccontextmanager
 
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from router.engine import Router
 from router.sidecar.callbacks import Callbacks
+from router.sidecar.httpmetrics import HttpMetrics
 from router.sidecar.routes import health
 from router.sidecar.routes.messages import Messages
 from router.sidecar.routes.providers import Providers
@@ -32,12 +34,15 @@ def create_app(router: Router, registry: CollectorRegistry | None = None) -> Sta
             yield
             app.state.ready = False
 
+    registry = registry or CollectorRegistry()
+    routes = [
+        *Messages(router).routes(),
+        *Providers(router).routes(),
+        *health.routes(registry),
+        Route("/v1/callbacks/{provider}/{kind}", callbacks.handle, methods=["POST"]),
+    ]
     return Starlette(
-        routes=[
-            *Messages(router).routes(),
-            *Providers(router).routes(),
-            *health.routes(registry or CollectorRegistry()),
-            Route("/v1/callbacks/{provider}/{kind}", callbacks.handle, methods=["POST"]),
-        ],
+        routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(HttpMetrics, registry=registry, routes=routes)],
     )
