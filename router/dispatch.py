@@ -309,9 +309,12 @@ class Dispatcher:
         if not self.events.active:
             return
         accepted = rejected = unknown = 0
+        message_ids: set[str] = set()
         for r in result.recipients:
             if r.verdict is Verdict.ACCEPTED:
                 accepted += 1
+                if r.provider_message_id is not None:
+                    message_ids.add(r.provider_message_id)
             elif r.verdict is Verdict.REJECTED:
                 rejected += 1
             else:
@@ -333,6 +336,7 @@ class Dispatcher:
                 cost=cost,
                 code=result.fault.code if result.fault else None,
                 http_status=result.http_status,
+                message_ids=tuple(message_ids),
             )
         )
 

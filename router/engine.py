@@ -47,6 +47,7 @@ from router.health import DRAWS, HealthView
 from router.idempotency import KeyPolicy, Progress, send_idempotent
 from router.ids import new_id
 from router.intake import ReceiptIntake
+from router.links import LinksConsumer, TraceLinks
 from router.model import Message, SendResult
 from router.pollers import poll_balances, poll_receipts, replay_outbox, sync_breakers
 from router.prepare import Prepared, parts, prepare
@@ -139,6 +140,7 @@ class Router:
         )
         self.receipts = ReceiptBook(self.clock)
         self._background: anyio.abc.TaskGroup | None = None
+        self._links: TraceLinks | None = None
         self._recent: BoundedCache[str, SendResult] = BoundedCache(
             self.clock,
             max_entries=RECENT_RESULTS,
@@ -185,6 +187,13 @@ class Router:
                 self.clock,
             )
         self._background.start_soon(replay_outbox, self.outbox, self.settings.state.outbox_flush_s)
+        tracing = [s for s in self.events.sinks if isinstance(s, LinksConsumer)]
+        if tracing:  # receipts that land on another instance still link to their send
+            self._links = TraceLinks(self.store, self.settings.state.idempotency_ttl_s)
+            for sink in tracing:
+                sink.links = self._links
+            self.intake.links = self._links
+            self._background.start_soon(self._links.run)
         if self.settings.balance_poll_s:
             self._background.start_soon(
                 poll_balances,
@@ -204,6 +213,9 @@ class Router:
         if background is not None:
             background.cancel_scope.cancel()
             await background.__aexit__(None, None, None)
+        if self._links is not None:
+            with anyio.move_on_after(self.settings.state.redis_timeout_s * 4, shield=True):
+                await self._links.flush()
         if len(self.outbox):
             with anyio.move_on_after(self.settings.state.redis_timeout_s * 4, shield=True):
                 await self.outbox.flush_quietly()

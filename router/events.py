@@ -48,6 +48,7 @@ class AttemptFinished:
     cost: float = 0.0  # billed for the accepted recipients
     code: str | None = None  # the provider's own error code, when it gave one
     http_status: int | None = None
+    message_ids: tuple[str, ...] = ()  # the provider's ids of the accepted recipients
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +172,8 @@ class ReceiptReceived:
     # False: a masked receipt that fits no single recipient. Counted apart, so a later receipt
     # that does name the recipient is not a second count of one delivery.
     matched: bool = True
+    # The send span's trace context when another instance made the send (router.links).
+    send_trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +216,10 @@ class EventBus:
 
     def add(self, sink: EventSink) -> None:
         self._sinks = (*self._sinks, sink)
+
+    @property
+    def sinks(self) -> tuple[EventSink, ...]:
+        return self._sinks
 
     @property
     def active(self) -> bool:

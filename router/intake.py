@@ -10,6 +10,7 @@ from providers.base import AttemptResult, DeliveryReport, DeliveryStatus, Verdic
 from router.clock import Clock
 from router.errors import StateStoreError
 from router.events import EventBus, ReceiptReceived
+from router.links import TraceLinks
 from router.receipts import (
     Delivery,
     DeliveryState,
@@ -47,6 +48,7 @@ class ReceiptIntake:
         self.default_region = default_region
         self.status_ttl_s = status_ttl_s
         self._sent = SentMemory(clock, max_ids=SENT_MEMORY)
+        self.links: TraceLinks | None = None  # set by the Router while tracing is on
 
     def ingest(self, reports: Sequence[DeliveryReport], *, count: bool = True) -> list[Settled]:
         """Settle receipts (pushed or pulled) per recipient; feeds reconciliation and delivery
@@ -65,8 +67,9 @@ class ReceiptIntake:
                 self.count_receipt(settled)
         return fresh
 
-    def count_receipt(self, settled: Settled) -> None:
-        """Count one settled receipt, once: delivery rates, metrics, the receipt span."""
+    def count_receipt(self, settled: Settled, send_trace: str | None = None) -> None:
+        """Count one settled receipt, once: delivery rates, metrics, the receipt span
+        (``send_trace``: the send's trace context when another instance sent it)."""
         report = settled.report
         delivered = report.status is DeliveryStatus.DELIVERED
         rt = self.runtimes.get(report.provider)
@@ -84,6 +87,7 @@ class ReceiptIntake:
                 delay if settled.matched else None,
                 sent.send_for(settled.recipient) if sent is not None else None,
                 matched=settled.matched,
+                send_trace=send_trace,
             )
         )
 
@@ -128,7 +132,11 @@ class ReceiptIntake:
                 log.warning("delivery status not shared: %s", exc)
                 first = True
             if first:
-                self.count_receipt(settled)
+                send_trace = None
+                known = self._sent.get(report.provider, report.provider_message_id)
+                if known is None and self.links is not None:
+                    send_trace = await self.links.get(report.provider, report.provider_message_id)
+                self.count_receipt(settled, send_trace)
                 counted.append(report)
         return counted
 

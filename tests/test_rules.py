@@ -115,3 +115,17 @@ def test_panels_follow_the_variables() -> None:
         if p.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps")
     ]
     assert len(steps) >= 4  # the SLO panels carry their objective as a threshold
+
+
+def test_every_datasource_the_provisioning_names_is_provisioned() -> None:
+    """The exemplar link names a datasource uid: it must exist (it once did not)."""
+    provisioning = ROOT / "grafana" / "provisioning" / "datasources"
+    sources = [
+        ds
+        for path in provisioning.glob("*.yaml")
+        for ds in yaml.safe_load(path.read_text(encoding="utf-8"))["datasources"]
+    ]
+    uids = {ds.get("uid") for ds in sources}
+    for ds in sources:
+        for link in (ds.get("jsonData") or {}).get("exemplarTraceIdDestinations", []):
+            assert link["datasourceUid"] in uids, link

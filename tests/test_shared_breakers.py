@@ -12,6 +12,7 @@ from policies.base import BreakerState
 from providers.base import DeliveryReport, DeliveryStatus
 from providers.emulators._common import FaultSettings
 from router import Message, Router
+from router.events import EventBus
 from tests.redis_server import redis_url
 from tests.sandbox import RunningSandbox
 
@@ -66,3 +67,49 @@ async def test_a_receipt_is_shared(sandbox: RunningSandbox, tmp_path: Path) -> N
             assert await second.record_receipts([late]) == []  # the first instance counted it
             shared = await second.delivery_status("v1platform", "task-9", "+8613800000001")
             assert (shared.status, shared.code) == ("delivered", "DELIVRD")
+
+
+async def test_a_receipt_on_another_instance_links_to_its_send(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """Instance A sends (traced); the receipt reaches instance B (a push through a load
+    balancer): B's sms.receipt span links to A's sms.send span, through the shared store."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from router.telemetry.tracing import TracingSink
+
+    def traced() -> tuple[InMemorySpanExporter, EventBus]:
+        exporter, provider = InMemorySpanExporter(), TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        return exporter, EventBus([TracingSink(provider.get_tracer("test"))])
+
+    sandbox.reset()
+    (sent_a, bus_a), (sent_b, bus_b) = traced(), traced()
+    with redis_url(tmp_path) as (url, prefix):
+        base = sandbox.settings()
+        providers = {
+            n: {**raw, "weight": 1 if n == "v1platform" else 0} for n, raw in base.providers.items()
+        }
+        settings = sandbox.settings(
+            providers=providers,
+            state={"backend": "redis", "redis_url": url, "prefix": prefix},
+            receipt_poll_s=0,
+        )
+        async with Router(settings, events=bus_a) as a:
+            result = await a.send(
+                Message(mobiles=["13800000201"], scene="login_code", params={"code": "1"})
+            )
+        # A has left (its last links flushed on the way out); B never saw the send.
+        [r] = result.recipients
+        assert r.provider == "v1platform" and r.provider_message_id
+        report = DeliveryReport(
+            "v1platform", r.provider_message_id, "13800000201", DeliveryStatus.DELIVERED, "OK"
+        )
+        async with Router(settings, events=bus_b) as b:
+            assert await b.record_receipts([report]) == [report]
+    [send] = [s for s in sent_a.get_finished_spans() if s.name == "sms.send"]
+    [receipt] = [s for s in sent_b.get_finished_spans() if s.name == "sms.receipt"]
+    assert [link.context.span_id for link in receipt.links] == [send.context.span_id]
+    assert receipt.links[0].context.trace_id == send.context.trace_id

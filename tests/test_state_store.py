@@ -234,3 +234,11 @@ def test_memory_store_follows_the_contract() -> None:
 def test_redis_store_follows_the_contract(redis: tuple[str, str]) -> None:
     RedisContract.url = redis[0]
     run_state_machine_as_test(RedisContract, settings=CONTRACT_SETTINGS)
+
+
+async def test_links_are_kept_for_their_ttl(store: StateStore) -> None:
+    await store.put_links({"v1:task-1": "a-b-01", "v1:task-2": "c-d-00"}, ttl_s=60)
+    assert await store.get_link("v1:task-1") == "a-b-01"
+    assert await store.get_link("v1:task-2") == "c-d-00"
+    assert await store.get_link("v1:task-3") is None
+    await store.put_links({}, ttl_s=60)  # nothing to write: no error

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -93,6 +93,14 @@ class StateStore(Protocol):
     async def get_status(
         self, provider: str, message_id: str, *, recipient: str = ""
     ) -> str | None: ...
+
+    async def put_links(self, links: Mapping[str, str], ttl_s: float) -> None:
+        """Remember small values by key for ``ttl_s`` (one round trip for all): the trace
+        context of the send behind each provider message id, so a receipt that reaches
+        another instance links to its send."""
+        ...
+
+    async def get_link(self, key: str) -> str | None: ...
 
     async def publish_open(self, provider: str, until_epoch_s: float) -> None:
         """Share a breaker cool-down with the other instances."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from router.bounded import BoundedCache
@@ -61,6 +61,13 @@ class MemoryStateStore:
             size_of=lambda _: 250,
         )
         self._open: dict[str, float] = {}
+        self._links: BoundedCache[str, tuple[str, float]] = BoundedCache(
+            self._clock,
+            max_entries=max_entries,
+            max_bytes=AUX_BYTES,
+            ttl_s=AUX_TTL_S,
+            size_of=lambda v: 200 + len(v[0]),
+        )
         self._status: BoundedCache[tuple[str, str, str], tuple[str, float]] = BoundedCache(
             self._clock,
             max_entries=max_entries,
@@ -186,6 +193,15 @@ class MemoryStateStore:
         self, provider: str, message_id: str, *, recipient: str = ""
     ) -> str | None:
         known = self._status.get((provider, message_id, recipient))
+        return known[0] if known is not None and known[1] > self._now() else None
+
+    async def put_links(self, links: Mapping[str, str], ttl_s: float) -> None:
+        until = self._now() + ttl_s
+        for key, value in links.items():
+            self._links.put(key, (value, until))
+
+    async def get_link(self, key: str) -> str | None:
+        known = self._links.get(key)
         return known[0] if known is not None and known[1] > self._now() else None
 
     async def publish_open(self, provider: str, until_epoch_s: float) -> None:

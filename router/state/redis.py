@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -255,6 +255,23 @@ class RedisStateStore:
     ) -> str | None:
         key = self._status_key(provider, message_id, recipient)
         value: Any = await self._call("get_status", lambda: self._redis.get(key))
+        return None if value is None else bytes(value).decode()
+
+    async def put_links(self, links: Mapping[str, str], ttl_s: float) -> None:
+        if not links:
+            return
+        px = max(1, int(ttl_s * 1000))
+
+        async def write() -> None:
+            pipe = self._redis.pipeline(transaction=False)
+            for key, value in links.items():
+                pipe.set(self._key("link", key), value.encode(), px=px)
+            await pipe.execute()
+
+        await self._call("put_links", write)
+
+    async def get_link(self, key: str) -> str | None:
+        value: Any = await self._call("get_link", lambda: self._redis.get(self._key("link", key)))
         return None if value is None else bytes(value).decode()
 
     async def publish_open(self, provider: str, until_epoch_s: float) -> None:

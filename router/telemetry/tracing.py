@@ -27,6 +27,7 @@ from router.events import (
     SendFinished,
     SendStarted,
 )
+from router.links import TraceLinks
 
 MAX_OPEN_SPANS = 10_000  # a finish that never comes cannot leak memory
 MAX_LINKS = 100_000  # finished sends whose receipts may still arrive
@@ -38,6 +39,8 @@ class TracingSink:
         self._sends: OrderedDict[str, Span] = OrderedDict()
         self._attempts: OrderedDict[str, Span] = OrderedDict()
         self._finished: OrderedDict[str, trace.SpanContext] = OrderedDict()
+        # Set by the Router: shares each sampled send's context by provider message id.
+        self.links: TraceLinks | None = None
 
     def trace_id_for(self, send_id: str) -> str | None:
         """The hex trace id of a send in progress (for metric exemplars), if sampled."""
@@ -97,6 +100,12 @@ class TracingSink:
         _put(self._attempts, event.attempt_id, span, MAX_OPEN_SPANS)
 
     def _attempt_finished(self, event: AttemptFinished) -> None:
+        if self.links is not None and event.message_ids:
+            send = self._sends.get(event.send_id)
+            if send is not None:  # sampled: worth a link wherever its receipts land
+                traceparent = _traceparent(send.get_span_context())
+                for message_id in event.message_ids:
+                    self.links.put(event.provider, message_id, traceparent)
         span = self._attempts.pop(event.attempt_id, None)
         if span is None:
             return
@@ -144,6 +153,8 @@ class TracingSink:
         links = []
         if event.send_id is not None and event.send_id in self._finished:
             links.append(Link(self._finished[event.send_id]))
+        elif event.send_trace is not None and (remote := _parse_traceparent(event.send_trace)):
+            links.append(Link(remote))  # the send was made by another instance
         span = self._tracer.start_span(
             "sms.receipt",
             links=links,
@@ -154,6 +165,24 @@ class TracingSink:
             },
         )
         span.end()
+
+
+def _traceparent(context: trace.SpanContext) -> str:
+    """``trace_id-span_id-flags`` in hex (W3C traceparent's fields, without the version)."""
+    return f"{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+def _parse_traceparent(text: str) -> trace.SpanContext | None:
+    try:
+        trace_id, span_id, flags = text.split("-")
+        return trace.SpanContext(
+            int(trace_id, 16),
+            int(span_id, 16),
+            is_remote=True,
+            trace_flags=trace.TraceFlags(int(flags, 16)),
+        )
+    except ValueError:
+        return None
 
 
 def _put(cache: OrderedDict[str, Any], key: str, value: Any, limit: int) -> None:
