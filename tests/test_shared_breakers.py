@@ -4,6 +4,7 @@ about a second, and a receipt one of them took is the other's to report."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -19,17 +20,23 @@ from tests.sandbox import RunningSandbox
 pytestmark = pytest.mark.anyio
 
 
+def shared(sandbox: RunningSandbox, primary: str, state: dict[str, Any], **kw: Any) -> Any:
+    """Settings with ``primary`` the only weighted provider and a Redis state store."""
+    providers = {
+        n: {**raw, "weight": 1 if n == primary else 0}
+        for n, raw in sandbox.settings().providers.items()
+    }
+    return sandbox.settings(providers=providers, state={"backend": "redis", **state}, **kw)
+
+
 async def test_a_trip_is_shared(sandbox: RunningSandbox, tmp_path: Path) -> None:
     sandbox.reset()
     sandbox.state("baofoo").set_faults(FaultSettings(error_rate=1.0))
     with redis_url(tmp_path) as (url, prefix):
-        base = sandbox.settings()
-        providers = {
-            n: {**raw, "weight": 1 if n == "baofoo" else 0} for n, raw in base.providers.items()
-        }
-        settings = sandbox.settings(
-            providers=providers,
-            state={"backend": "redis", "redis_url": url, "prefix": prefix, "breaker_sync_s": 0.2},
+        settings = shared(
+            sandbox,
+            "baofoo",
+            {"redis_url": url, "prefix": prefix, "breaker_sync_s": 0.2},
             resilience={"breaker": {"consecutive_failures": 2, "open_s": 30}},
         )
         async with Router(settings) as first, Router(settings) as second:
@@ -88,14 +95,8 @@ async def test_a_receipt_on_another_instance_links_to_its_send(
     sandbox.reset()
     (sent_a, bus_a), (sent_b, bus_b) = traced(), traced()
     with redis_url(tmp_path) as (url, prefix):
-        base = sandbox.settings()
-        providers = {
-            n: {**raw, "weight": 1 if n == "v1platform" else 0} for n, raw in base.providers.items()
-        }
-        settings = sandbox.settings(
-            providers=providers,
-            state={"backend": "redis", "redis_url": url, "prefix": prefix},
-            receipt_poll_s=0,
+        settings = shared(
+            sandbox, "v1platform", {"redis_url": url, "prefix": prefix}, receipt_poll_s=0
         )
         async with Router(settings, events=bus_a) as a:
             result = await a.send(
