@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -15,7 +17,7 @@ import pytest
 from grafana.queries import RULES_DIR, all_expressions
 from providers.emulators._common import FaultSettings
 from providers.emulators.server import free_port
-from tests.redis_server import require
+from tests.redis_server import RedisServer, redis_server, require
 from tests.sandbox import RunningSandbox, running_sandbox
 from tests.sidecar_process import wait_ready
 
@@ -42,16 +44,29 @@ content = "您的登录验证码为 {{code}},30分钟内有效,请勿泄露。"
 
 [server.callback_tokens]
 v1platform = "cb-secret"
+
+[state]
+backend = "redis"
+redis_url = "{redis}"
 """
 
 
+@dataclass
+class Stack:
+    sandbox: RunningSandbox
+    sidecar: str
+    prom: str
+    process: subprocess.Popen[bytes]
+    redis: RedisServer
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSandbox, str, str]]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     prometheus = require("prometheus")
     tmp = tmp_path_factory.mktemp("prom")
-    with running_sandbox() as sandbox:
+    with running_sandbox() as sandbox, redis_server(tmp) as redis:
         config = tmp / "router.toml"
-        config.write_text(CONFIG.format(**sandbox.box.urls), encoding="utf-8")
+        config.write_text(CONFIG.format(**sandbox.box.urls, redis=redis.url), encoding="utf-8")
         port = free_port()
         sidecar = subprocess.Popen(
             [sys.executable, "-m", "router", "serve", "--config", str(config), "--port", str(port)],
@@ -83,7 +98,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSan
         try:
             wait_ready(f"{sidecar_url}/readyz", sidecar)
             wait_ready(f"{prom_url}/-/ready", prom)
-            yield sandbox, sidecar_url, prom_url
+            yield Stack(sandbox, sidecar_url, prom_url, sidecar, redis)
         finally:
             for proc in (sidecar, prom):
                 proc.terminate()
@@ -131,10 +146,8 @@ def sli(prom: str) -> float:
     return float(value[1])
 
 
-def test_every_expression_returns_data_and_the_sli_falls(
-    stack: tuple[RunningSandbox, str, str],
-) -> None:
-    sandbox, sidecar, prom = stack
+def test_every_expression_returns_data_and_the_sli_falls(stack: Stack) -> None:
+    sandbox, sidecar, prom = stack.sandbox, stack.sidecar, stack.prom
     # Counters must be scraped at zero before the load, or a rate has nothing to compare.
     assert eventually(prom, 'up{job="sms-router"} == 1')
     series = 'smsrouter_send_recipients_total{status="accepted"}'
@@ -188,6 +201,36 @@ def test_every_expression_returns_data_and_the_sli_falls(
         if not eventually(prom, probe, timeout_s=10):
             missing.append(probe)
     assert not missing, f"no data for: {missing}"
+
+    # Slow providers (1.1 s per answer): the latency SLI falls and its page condition holds.
+    for name in ("baofoo", "v1platform"):
+        sandbox.state(name).set_faults(FaultSettings(latency_s=1.1))
+    with ThreadPoolExecutor(12) as pool:
+        list(pool.map(lambda k: send_load(sidecar, 5, 7000 + 5 * k), range(12)))
+    for name in ("baofoo", "v1platform"):
+        sandbox.state(name).set_faults(FaultSettings())
+    assert eventually(prom, alerts["SMSRouterLatencyBudgetBurnPage"]), "no latency page"
+
+    # Redis lost: keyed sends are refused (503, nothing sent) and the store alert holds.
+    stack.redis.stop()
+    with httpx.Client(timeout=10) as client:
+        for i in range(3):
+            refused = client.post(
+                f"{sidecar}/v1/messages",
+                json={
+                    "mobiles": [f"139{9000 + i:08d}"],
+                    "scene": "login_code",
+                    "params": {"code": "1"},
+                    "idempotency_key": f"store-down-{i}",
+                },
+            )
+            assert refused.status_code == 503, refused.text
+    assert eventually(prom, alerts["SMSRouterStateStoreErrors"]), "no store alert"
+
+    # The sidecar dies: its target is down (SMSRouterDown's condition; its `for` is 5m).
+    stack.process.terminate()
+    stack.process.wait(15)
+    assert eventually(prom, alerts["SMSRouterDown"]), "no down condition"
 
 
 def _alert_expressions() -> list[str]:
