@@ -118,6 +118,7 @@ class Router:
         self._owned_clients = {
             n: build_client(settings, p) for n, p in self.providers.items() if n not in given
         }
+        self.store: StateStore = store or build_store(settings, self.clock)
         self.runtimes = build_runtimes(
             settings,
             self.providers,
@@ -125,8 +126,8 @@ class Router:
             self.clock,
             self._rng,
             lambda name, old, new: self.events.emit(BreakerChanged(name, old.value, new.value)),
+            store=self.store,
         )
-        self.store: StateStore = store or build_store(settings, self.clock)
         state = settings.state
         self.outbox = Outbox(
             self.store, max_entries=state.outbox_max, max_bytes=state.outbox_max_bytes

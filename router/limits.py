@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import anyio
 
 from router.clock import Clock
+from router.errors import StateStoreError
+from router.state.base import StateStore
 from router.windows import Window
+
+log = logging.getLogger("router.limits")
 
 
 class FailoverBudget:
@@ -54,5 +60,34 @@ class RateLimiter:
 
     async def acquire(self) -> None:
         wait = self.delay()
+        if wait > 0:
+            await anyio.sleep(wait)
+
+
+class SharedRateLimiter(RateLimiter):
+    """``rate_limit_rps`` for the provider account, not per process: every instance takes its
+    slots from one GCRA in the state store (one round trip per provider request). If the
+    store does not answer, this instance falls back to its own bucket at the full rate (the
+    account may then see up to N times the rate from N instances) and says so once."""
+
+    def __init__(
+        self, clock: Clock, rate: float, store: StateStore, key: str, burst: float | None = None
+    ) -> None:
+        super().__init__(clock, rate, burst)
+        self._store, self._key = store, key
+        self._warned = False
+
+    async def acquire(self) -> None:
+        try:
+            wait = await self._store.take_rate(self._key, self.rate, self.burst)
+        except StateStoreError as exc:
+            if not self._warned:
+                log.warning(
+                    "shared rate limit %s: store unreachable, local limit: %s", self._key, exc
+                )
+                self._warned = True
+            wait = self.delay()
+        else:
+            self._warned = False
         if wait > 0:
             await anyio.sleep(wait)

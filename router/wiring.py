@@ -17,7 +17,7 @@ from providers.registry import ADAPTERS
 from router.breaker import CircuitBreaker
 from router.clock import Clock
 from router.config import RouterSettings
-from router.limits import RateLimiter
+from router.limits import RateLimiter, SharedRateLimiter
 from router.runtime import ProviderRuntime
 from router.state.base import StateStore
 from router.state.memory import MemoryStateStore
@@ -73,6 +73,7 @@ def build_runtimes(
     clock: Clock,
     rng: random.Random,
     on_breaker_change: Callable[[str, BreakerState, BreakerState], None],
+    store: StateStore | None = None,
 ) -> dict[str, ProviderRuntime]:
     """Per provider: its client, breaker, concurrency and rate limits, and stats."""
     runtimes = {}
@@ -84,7 +85,11 @@ def build_runtimes(
             rng=rng,
             on_change=functools.partial(on_breaker_change, name),
         )
-        rate = RateLimiter(clock, s.rate_limit_rps) if s.rate_limit_rps else None
+        rate: RateLimiter | None = None
+        if s.rate_limit_rps and store is not None and settings.state.backend == "redis":
+            rate = SharedRateLimiter(clock, s.rate_limit_rps, store, key=name)
+        elif s.rate_limit_rps:
+            rate = RateLimiter(clock, s.rate_limit_rps)
         stats = ProviderStats(clock, spend_period_s=s.spend_period_s)
         limiter = anyio.CapacityLimiter(s.concurrency)
         runtimes[name] = ProviderRuntime(provider, clients[name], breaker, limiter, rate, stats)

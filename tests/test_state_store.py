@@ -242,3 +242,22 @@ async def test_links_are_kept_for_their_ttl(store: StateStore) -> None:
     assert await store.get_link("v1:task-2") == "c-d-00"
     assert await store.get_link("v1:task-3") is None
     await store.put_links({}, ttl_s=60)  # nothing to write: no error
+
+
+async def test_rate_slots_follow_gcra(store: StateStore) -> None:
+    """10 per second with bursts of 2: two now, then one every 0.1 s (each caller told how
+    long to wait for the slot it reserved)."""
+    import time
+
+    calls = []
+    for _ in range(5):
+        before = time.monotonic()
+        wait = await store.take_rate("v1", rate=10, burst=2)
+        calls.append((before, wait, time.monotonic()))
+    assert [w for _, w, _ in calls[:2]] == [0.0, 0.0]
+    start_min, start_max = calls[0][0], calls[0][2]
+    for k, (before, wait, after) in enumerate(calls[2:], start=1):
+        # the slot is due 0.1 s * k after the first call, whenever this call happened
+        assert before - start_max + wait <= 0.1 * k + 0.005
+        assert after - start_min + wait >= 0.1 * k - 0.005
+    assert await store.take_rate("other", rate=10, burst=2) == 0.0  # limits are per key

@@ -67,6 +67,7 @@ class RecordedRequest:
     body: bytes
     fields: Mapping[str, Any]  # parsed form fields or JSON object
     action: FaultAction
+    at: float = field(default_factory=time.monotonic)  # arrival (this process's monotonic clock)
 
 
 @dataclass

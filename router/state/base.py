@@ -94,6 +94,12 @@ class StateStore(Protocol):
         self, provider: str, message_id: str, *, recipient: str = ""
     ) -> str | None: ...
 
+    async def take_rate(self, key: str, rate: float, burst: float) -> float:
+        """Reserve one request of the rate limit ``key`` (``rate`` per second, bursts of
+        ``burst``), shared by every instance using this store: GCRA on the store's clock.
+        Returns how long to wait before sending (0: now)."""
+        ...
+
     async def put_links(self, links: Mapping[str, str], ttl_s: float) -> None:
         """Remember small values by key for ``ttl_s`` (one round trip for all): the trace
         context of the send behind each provider message id, so a receipt that reaches

@@ -61,6 +61,7 @@ class MemoryStateStore:
             size_of=lambda _: 250,
         )
         self._open: dict[str, float] = {}
+        self._tat: dict[str, float] = {}  # rate limits: theoretical arrival time (one per provider)
         self._links: BoundedCache[str, tuple[str, float]] = BoundedCache(
             self._clock,
             max_entries=max_entries,
@@ -194,6 +195,13 @@ class MemoryStateStore:
     ) -> str | None:
         known = self._status.get((provider, message_id, recipient))
         return known[0] if known is not None and known[1] > self._now() else None
+
+    async def take_rate(self, key: str, rate: float, burst: float) -> float:
+        interval, now = 1.0 / rate, self._now()
+        tat = max(self._tat.get(key, now), now)
+        wait = max(0.0, tat - (burst - 1) * interval - now)
+        self._tat[key] = tat + interval
+        return wait
 
     async def put_links(self, links: Mapping[str, str], ttl_s: float) -> None:
         until = self._now() + ttl_s

@@ -88,6 +88,22 @@ end
 return n
 """
 
+# GCRA on Redis' own clock (microseconds): one theoretical arrival time per limit. Every call
+# reserves a slot and returns how long its caller waits for it, so N instances together send
+# at the configured rate, bursts of `burst` included. ARGV: emission interval, burst tolerance.
+_TAKE_RATE = """
+local now = redis.call('TIME')
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now_us)
+if tat < now_us then tat = now_us end
+local wait = tat - tolerance - now_us
+if wait < 0 then wait = 0 end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], new_tat, 'PX', math.floor((new_tat - now_us) / 1000) + 1000)
+return wait
+"""
+
 
 class RedisStateStore:
     def __init__(
@@ -111,6 +127,7 @@ class RedisStateStore:
         self._release = client.register_script(_RELEASE)
         self._throttle = client.register_script(_THROTTLE)
         self._unthrottle = client.register_script(_UNTHROTTLE)
+        self._take_rate = client.register_script(_TAKE_RATE)
 
     @classmethod
     def from_url(
@@ -256,6 +273,17 @@ class RedisStateStore:
         key = self._status_key(provider, message_id, recipient)
         value: Any = await self._call("get_status", lambda: self._redis.get(key))
         return None if value is None else bytes(value).decode()
+
+    async def take_rate(self, key: str, rate: float, burst: float) -> float:
+        interval_us = max(1, int(1_000_000 / rate))
+        tolerance_us = int((burst - 1) * interval_us)
+        wait_us: Any = await self._call(
+            "take_rate",
+            lambda: self._take_rate(
+                keys=[self._key("rate", key)], args=[interval_us, tolerance_us]
+            ),
+        )
+        return max(0, int(wait_us)) / 1_000_000
 
     async def put_links(self, links: Mapping[str, str], ttl_s: float) -> None:
         if not links:
