@@ -329,6 +329,19 @@ PANELS: tuple[PanelSpec, ...] = (
     ),
     PanelSpec(
         "Traffic",
+        "Inbound replies (MO)",
+        "timeseries",
+        "short",
+        (
+            (
+                "sum by (provider, outcome) (rate(smsrouter_inbound_messages_total[5m]))",
+                "{{provider}} {{outcome}}",
+            ),
+        ),
+        "Replies handed to inbound.destination; failed ones were answered 503 to the provider.",
+    ),
+    PanelSpec(
+        "Traffic",
         "Idempotency",
         "timeseries",
         "short",

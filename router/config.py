@@ -142,6 +142,31 @@ class StateSettings(BaseModel):
         return self
 
 
+class InboundSettings(BaseModel):
+    """Where inbound replies (MO) pushed by providers go: the service reads them there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    destination: Literal["memory", "redis_stream", "webhook"] = Field(
+        default="memory",
+        description=(
+            "memory: kept in this process (embedded use, Router.inbound_messages()); "
+            "redis_stream: XADD to `stream` on the state store's Redis; webhook: POST JSON"
+        ),
+    )
+    stream: str = Field(default="smsrouter:inbound", min_length=1)
+    stream_maxlen: int = Field(default=1_000_000, ge=1, description="approximate trim")
+    webhook_url: str | None = None
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    memory_keep: int = Field(default=10_000, ge=1, description="memory: replies kept")
+
+    @model_validator(mode="after")
+    def _complete(self) -> InboundSettings:
+        if self.destination == "webhook" and not self.webhook_url:
+            raise ValueError("destination = 'webhook' needs webhook_url")
+        return self
+
+
 class ServerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -234,11 +259,18 @@ class RouterSettings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    inbound: InboundSettings = Field(default_factory=InboundSettings)
 
     _parsed: dict[str, ProviderSettings] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _validate_providers(self) -> RouterSettings:
+        if self.inbound.destination == "redis_stream" and self.state.backend != "redis":
+            raise ConfigError(
+                "inbound.destination",
+                "redis_stream needs the Redis state store: set state.backend = 'redis' and "
+                "state.redis_url",
+            )
         parsed = {name: parse_provider(name, raw) for name, raw in self.providers.items()}
         for key, template in self.templates.items():
             for provider in template.providers:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -20,6 +20,7 @@ import anyio
 from policies.base import Policy, Ranking
 from providers.base import (
     DeliveryReport,
+    InboundMessage,
     Provider,
 )
 from providers.http import HttpClient
@@ -39,6 +40,7 @@ from router.events import (
     BreakerChanged,
     DedupeChecked,
     EventBus,
+    InboundDelivered,
     SendFinished,
     SendRefused,
     SendStarted,
@@ -46,6 +48,7 @@ from router.events import (
 from router.health import DRAWS, HealthView
 from router.idempotency import KeyPolicy, Progress, send_idempotent
 from router.ids import new_id
+from router.inbound import InboundDelivery, InboundDeliveryError
 from router.intake import ReceiptIntake
 from router.links import LinksConsumer, TraceLinks
 from router.model import Message, SendResult
@@ -133,6 +136,7 @@ class Router:
             self.store, max_entries=state.outbox_max, max_bytes=state.outbox_max_bytes
         )
         self.throttles = Throttles(settings, self.store, self.outbox)
+        self.inbound = InboundDelivery(settings.inbound, self.store)
         self._key_policy = KeyPolicy(
             lease_s=state.lease_s or settings.send_deadline_s + 5,
             ttl_s=state.idempotency_ttl_s,
@@ -214,6 +218,7 @@ class Router:
         if background is not None:
             background.cancel_scope.cancel()
             await background.__aexit__(None, None, None)
+        await self.inbound.aclose()
         if self._links is not None:
             with anyio.move_on_after(self.settings.state.redis_timeout_s * 4, shield=True):
                 await self._links.flush()
@@ -341,6 +346,25 @@ class Router:
 
     def _remember(self, result: SendResult) -> None:
         self._recent.put(result.message_id, result)
+
+    async def deliver_inbound(self, messages: list[InboundMessage]) -> None:
+        """Hand inbound replies (MO) to ``inbound.destination``; raises
+        :class:`router.inbound.InboundDeliveryError` when they could not be stored (the
+        caller must not acknowledge them to the provider)."""
+        destination = self.settings.inbound.destination
+        by_provider = Counter(m.provider for m in messages)
+        try:
+            await self.inbound.deliver(messages)
+        except InboundDeliveryError as exc:
+            for provider, n in by_provider.items():
+                self.events.emit(InboundDelivered(provider, n, "failed", destination, str(exc)))
+            raise
+        for provider, n in by_provider.items():
+            self.events.emit(InboundDelivered(provider, n, "delivered", destination))
+
+    def inbound_messages(self) -> list[InboundMessage]:
+        """Replies kept in memory (``inbound.destination = "memory"``), oldest first."""
+        return list(self.inbound.kept)
 
     async def record_receipts(self, reports: list[DeliveryReport]) -> list[DeliveryReport]:
         """Take receipts (pushed or pulled): settle each on its recipient, share the first

@@ -139,6 +139,18 @@ class FailoverBudgetExhausted:
 
 
 @dataclass(frozen=True, slots=True)
+class InboundDelivered:
+    """Inbound replies handed to their destination (``outcome``: ``delivered`` or ``failed``;
+    a failed one was not acknowledged to the provider)."""
+
+    provider: str
+    messages: int
+    outcome: str
+    destination: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CallbackRejected:
     """A provider push was refused. ``reason``: ``token``, ``address``, ``unreadable``,
     ``unknown_kind``, ``not_configured``."""
@@ -189,6 +201,7 @@ Event = (
     | FailoverTaken
     | PanicSend
     | CredentialsRefused
+    | InboundDelivered
     | CoalescedRequest
     | UnknownResolved
     | SendFinished

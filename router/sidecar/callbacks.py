@@ -13,25 +13,23 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-from collections import deque
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from providers.base import DeliveryReport, InboundMessage
+from providers.base import DeliveryReport
 from router.engine import Router
 from router.errors import ProviderResponseError
 from router.events import CallbackRejected
+from router.inbound import InboundDeliveryError
 
 log = logging.getLogger("router.callbacks")
-INBOUND_KEEP = 10_000
 TOKEN_HEADER = "x-callback-token"  # noqa: S105 - a header name, not a secret
 
 
 class Callbacks:
     def __init__(self, router: Router) -> None:
         self.router = router
-        self.inbound: deque[InboundMessage] = deque(maxlen=INBOUND_KEEP)
 
     def _reject(self, provider: str, reason: str, status: int, text: str) -> Response:
         """Answer a refused push, and say so: a log line and a metric (never the token)."""
@@ -76,6 +74,10 @@ class Callbacks:
         if isinstance(parsed, DeliveryReport):
             await self.router.record_receipts([parsed])
         else:
-            self.inbound.append(parsed)
+            try:  # acknowledged only once stored: a refused push is not a taken one
+                await self.router.deliver_inbound([parsed])
+            except InboundDeliveryError as exc:
+                log.warning("provider=%s reply not delivered: %s", provider, exc)
+                return Response("reply not stored; push it again", status_code=503)
         ack = receiver.push_ack(kind)
         return Response(ack.body, media_type=ack.media_type)

@@ -100,6 +100,13 @@ class StateStore(Protocol):
         Returns how long to wait before sending (0: now)."""
         ...
 
+    async def append_stream(
+        self, stream: str, entries: Sequence[Mapping[str, str]], maxlen: int
+    ) -> None:
+        """Append entries to a stream the service reads (Redis: XADD, approximately trimmed
+        to ``maxlen``); returns once all are stored."""
+        ...
+
     async def put_links(self, links: Mapping[str, str], ttl_s: float) -> None:
         """Remember small values by key for ``ttl_s`` (one round trip for all): the trace
         context of the send behind each provider message id, so a receipt that reaches

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -61,6 +61,7 @@ class MemoryStateStore:
             size_of=lambda _: 250,
         )
         self._open: dict[str, float] = {}
+        self._streams: dict[str, deque[dict[str, str]]] = {}
         self._tat: dict[str, float] = {}  # rate limits: theoretical arrival time (one per provider)
         self._links: BoundedCache[str, tuple[str, float]] = BoundedCache(
             self._clock,
@@ -202,6 +203,15 @@ class MemoryStateStore:
         wait = max(0.0, tat - (burst - 1) * interval - now)
         self._tat[key] = tat + interval
         return wait
+
+    async def append_stream(
+        self, stream: str, entries: Sequence[Mapping[str, str]], maxlen: int
+    ) -> None:
+        kept = self._streams.setdefault(stream, deque(maxlen=maxlen))
+        kept.extend(dict(e) for e in entries)
+
+    def read_stream(self, stream: str) -> list[dict[str, str]]:
+        return list(self._streams.get(stream, ()))
 
     async def put_links(self, links: Mapping[str, str], ttl_s: float) -> None:
         until = self._now() + ttl_s

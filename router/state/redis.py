@@ -285,6 +285,21 @@ class RedisStateStore:
         )
         return max(0, int(wait_us)) / 1_000_000
 
+    async def append_stream(
+        self, stream: str, entries: Sequence[Mapping[str, str]], maxlen: int
+    ) -> None:
+        if not entries:
+            return
+
+        async def write() -> None:
+            pipe = self._redis.pipeline(transaction=True)
+            for entry in entries:
+                fields: dict[Any, Any] = {k.encode(): v.encode() for k, v in entry.items()}
+                pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)
+            await pipe.execute()
+
+        await self._call("append_stream", write)
+
     async def put_links(self, links: Mapping[str, str], ttl_s: float) -> None:
         if not links:
             return

@@ -44,6 +44,7 @@ from router.events import (
     Event,
     FailoverBudgetExhausted,
     FailoverTaken,
+    InboundDelivered,
     PanicSend,
     ReceiptReceived,
     SendFinished,
@@ -146,6 +147,12 @@ class Metrics:
         )
         self.panics = counter(
             "panic_sends_total", "Batches sent with every breaker open.", ["provider"]
+        )
+        self.inbound = counter(
+            "inbound_messages_total",
+            "Inbound replies (MO) handed to inbound.destination: delivered, or failed (then "
+            "not acknowledged to the provider).",
+            ["provider", "outcome"],
         )
         self.credentials_refusals = counter(
             "credentials_refusals_total",
@@ -288,6 +295,8 @@ class MetricsSink:
             m.coalesced_requests.labels(p)
             m.coalesced_messages.labels(p)
             m.credentials_refusals.labels(p)
+            for outcome in ("delivered", "failed"):
+                m.inbound.labels(p, outcome)
             for method in ("replay", "receipts"):
                 for resolution in ("taken", "sent", "unknown"):
                     m.unknown_resolutions.labels(p, method, resolution)
@@ -328,6 +337,8 @@ class MetricsSink:
             m.failovers.labels(event.from_provider, event.to_provider).inc(event.recipients)
         elif isinstance(event, PanicSend):
             m.panics.labels(event.provider).inc()
+        elif isinstance(event, InboundDelivered):
+            m.inbound.labels(event.provider, event.outcome).inc(event.messages)
         elif isinstance(event, CredentialsRefused):
             m.credentials_refusals.labels(event.provider).inc()
         elif isinstance(event, UnknownResolved):
