@@ -61,12 +61,12 @@ async def test_a_reply_lands_in_the_redis_stream(
         async with httpx.AsyncClient(timeout=5) as client:
             answer = await client.post(base, json=REPLY, headers=TOKEN)
         assert answer.status_code == 200
-        reader = aioredis.Redis.from_url(url)
+        reader = aioredis.Redis.from_url(url, decode_responses=True)
         try:
-            [(_, fields)] = await reader.xrange(stream)
+            entries: Any = await reader.xrange(stream)
         finally:
             await reader.aclose()
-    entry = {k.decode(): v.decode() for k, v in fields.items()}
+    [(_, entry)] = entries
     assert entry["mobile"] == "13800138000" and entry["content"] == "退订"
     assert entry["ext_no"] == "7" and entry["provider"] == "v1platform"
     assert entry["at"].startswith("2026-12-03T10:00:00")
