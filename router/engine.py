@@ -192,6 +192,10 @@ class Router:
                 self.clock,
             )
         self._background.start_soon(replay_outbox, self.outbox, self.settings.state.outbox_flush_s)
+        check = getattr(self.store, "production_warnings", None)
+        if check is not None:
+            for warning in await check():
+                log.warning("%s", warning)
         tracing = [s for s in self.events.sinks if isinstance(s, LinksConsumer)]
         if tracing:  # receipts that land on another instance still link to their send
             self._links = TraceLinks(self.store, self.settings.state.idempotency_ttl_s)

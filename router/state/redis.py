@@ -14,14 +14,15 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from router.errors import StateStoreError
+from router.errors import ConfigError, StateStoreError
 from router.state.base import Acquired, Conflict, Done, InProgress, Reservation
 
 T = TypeVar("T")
@@ -105,6 +106,41 @@ return wait
 """
 
 
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+def _value(config: Any, key: str) -> str:
+    """One CONFIG GET value as text (redis-py answers a dict, bytes or str)."""
+    raw = dict(config).get(key, dict(config).get(key.encode(), "")) if config else ""
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _via_sentinel(url: str, options: dict[str, Any]) -> tuple[aioredis.Redis, str]:
+    """The master client of a ``redis+sentinel://`` URL, and a printable where (no password)."""
+    parts = urlsplit(url)
+    auth, _, hosts = parts.netloc.rpartition("@")
+    password = unquote(auth.partition(":")[2]) if auth else None
+    nodes: list[tuple[str, int]] = []
+    for node in hosts.split(","):
+        host, _, port = node.rpartition(":") if ":" in node else (node, "", "26379")
+        if not host or not port.isdigit():
+            raise ConfigError("state.redis_url", f"sentinel address {node!r} is not host:port")
+        nodes.append((host, int(port)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path or (len(path) > 1 and not path[1].isdigit()) or len(path) > 2:
+        raise ConfigError(
+            "state.redis_url",
+            "a redis+sentinel URL names the master: "
+            "redis+sentinel://host:26379[,host:26379]/<service>[/<db>]",
+        )
+    service, db = path[0], int(path[1]) if len(path) > 1 else 0
+    timeouts = {k: options[k] for k in ("socket_timeout", "socket_connect_timeout")}
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        nodes, sentinel_kwargs=timeouts, password=password, db=db, **options
+    )
+    return sentinel.master_for(service), f"sentinel master {service!r} via {hosts}"
+
+
 class RedisStateStore:
     def __init__(
         self,
@@ -139,22 +175,51 @@ class RedisStateStore:
         clock_skew_s: float = 1.0,
     ) -> RedisStateStore:
         """Bounded timeouts and no retries: an unreachable Redis is reported within
-        ``timeout_s``, never waited out while a send holds its deadline."""
-        client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False,
+        ``timeout_s``, never waited out while a send holds its deadline.
+
+        ``redis+sentinel://[:password@]host:26379[,host:26379...]/<service>[/<db>]`` finds the
+        master through Redis Sentinel (and follows a failover)."""
+        options: dict[str, Any] = {
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+            "retry": Retry(NoBackoff(), 0),
+            "retry_on_timeout": False,
             # RESP2: redis-py 8's default maintenance notifications keep connections the
             # server closed after a restart, so a live router would refuse sends until they age.
-            protocol=2,
-        )
-        parts = urlsplit(url)
-        where = f"{parts.hostname}:{parts.port or 6379}"
+            "protocol": 2,
+        }
+        if url.startswith(SENTINEL_SCHEME + "://"):
+            client, where = _via_sentinel(url, options)
+        else:
+            client = aioredis.Redis.from_url(url, **options)
+            parts = urlsplit(url)
+            where = f"{parts.hostname}:{parts.port or 6379}"
         return cls(
             client, prefix=prefix, where=where, timeout_s=timeout_s, clock_skew_s=clock_skew_s
         )
+
+    async def production_warnings(self) -> list[str]:
+        """What in this Redis' configuration breaks the router's guarantees (checked at
+        start-up; a managed Redis that refuses CONFIG GET is not second-guessed)."""
+        try:
+            policy = await self._redis.config_get("maxmemory-policy")
+            persistence = await self._redis.config_get("appendonly")
+            snapshots = await self._redis.config_get("save")
+        except (RedisError, OSError):
+            return []
+        warnings = []
+        if _value(policy, "maxmemory-policy") not in ("noeviction", ""):
+            warnings.append(
+                f"Redis at {self._where} has maxmemory-policy "
+                f"{_value(policy, 'maxmemory-policy')}: idempotency records may be evicted "
+                "under memory pressure (a retry could then send twice); set noeviction"
+            )
+        if _value(persistence, "appendonly") != "yes" and not _value(snapshots, "save"):
+            warnings.append(
+                f"Redis at {self._where} keeps nothing on disk (appendonly no, no save "
+                "points): a restart forgets idempotency records; enable appendonly"
+            )
+        return warnings
 
     def _valid_until(self) -> tuple[int, float]:
         """A fenced write's valid-until (ms, for the script) and when it is surely settled.
