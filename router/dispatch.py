@@ -179,10 +179,7 @@ class Dispatcher:
                 return
             await trial.wait()
         resend_unknown = self.settings.resends_unknown(name)
-        r = self.settings.resilience
-        reconcile = (rt.puller is not None and r.reconcile_window_s > 0) or (
-            rt.replay is not None and r.replay_unknown
-        )
+        reconcile = self.reconciler.settles(name)
         by_mobile = {r.mobile.e164: r for r in result.recipients}
         for tracker in chunk:
             tracker.record(

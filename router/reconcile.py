@@ -50,15 +50,27 @@ class Reconciler:
         self.clock = clock
         self.record = record
         self.events = events or EventBus()
+        r = settings.resilience
+        self._replays = {
+            name for name, rt in runtimes.items() if rt.replay is not None and r.replay_unknown
+        }
+        self._pulls = {
+            name
+            for name, rt in runtimes.items()
+            if rt.puller is not None and r.reconcile_window_s > 0
+        }
+
+    def settles(self, provider: str) -> bool:
+        """Whether an unknown attempt at ``provider`` waits here for a known outcome."""
+        return provider in self._replays or provider in self._pulls
 
     async def reconcile(self, job: RouteJob, waiting: list[Tracker]) -> None:
         """Settle unknown attempts, by resending under the same id or by pulling receipts."""
-        replayable = {
-            name
-            for name, rt in self.runtimes.items()
-            if rt.replay is not None and self.settings.resilience.replay_unknown
-        }
-        replaying = [t for t in waiting if t.awaiting is not None and t.awaiting[0] in replayable]
+        if not waiting:  # every send passes here: nothing to settle costs nothing
+            return
+        replaying = [
+            t for t in waiting if t.awaiting is not None and t.awaiting[0] in self._replays
+        ]
         if replaying:
             await self._replay(job, replaying)
         pulling = [t for t in waiting if t.awaiting is not None]
@@ -152,17 +164,12 @@ class Reconciler:
         by_mobile = {r.mobile.e164: r for r in result.recipients}
         counts: dict[str, int] = {}
         for tracker in trackers:
-            rr = by_mobile.get(tracker.mobile.e164)
-            if taken:
-                tracker.replayed(provider, request_id, None, resend_unknown=resend)
+            rr = None if taken else by_mobile[tracker.mobile.e164]
+            tracker.replayed(provider, request_id, rr, resend_unknown=resend)
+            if rr is None:
                 outcome = "taken"
-            elif rr is not None and rr.verdict is Verdict.ACCEPTED:
-                tracker.replayed(provider, request_id, rr, resend_unknown=resend)
-                outcome = "sent"
             else:
-                assert rr is not None
-                tracker.replayed(provider, request_id, rr, resend_unknown=resend)
-                outcome = "unknown"
+                outcome = "sent" if rr.verdict is Verdict.ACCEPTED else "unknown"
             counts[outcome] = counts.get(outcome, 0) + 1
         for outcome, n in counts.items():
             reason = "the resend proved nothing" if outcome == "unknown" else ""

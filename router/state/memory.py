@@ -210,9 +210,6 @@ class MemoryStateStore:
         kept = self._streams.setdefault(stream, deque(maxlen=maxlen))
         kept.extend(dict(e) for e in entries)
 
-    def read_stream(self, stream: str) -> list[dict[str, str]]:
-        return list(self._streams.get(stream, ()))
-
     async def put_links(self, links: Mapping[str, str], ttl_s: float) -> None:
         until = self._now() + ttl_s
         for key, value in links.items():
