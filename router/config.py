@@ -167,6 +167,37 @@ class InboundSettings(BaseModel):
         return self
 
 
+class BroadcastSettings(BaseModel):
+    """Broadcast jobs (``POST /v1/broadcasts``): many recipients, run in chunks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    executor: Literal["local", "celery"] = Field(
+        default="local",
+        description=(
+            "local: this process runs the chunks; celery: workers run them "
+            "(router.celery), the sidecar only enqueues"
+        ),
+    )
+    celery_broker: str | None = Field(default=None, description="broker URL for celery")
+    celery_queue: str = Field(default="sms_router", min_length=1)
+    chunk_size: int = Field(
+        default=0, ge=0, description="recipients per chunk; 0: the largest provider batch"
+    )
+    concurrency: int = Field(default=4, ge=1, description="local: chunks run at once")
+    max_recipients: int = Field(default=1_000_000, ge=1)
+    ttl_s: float = Field(default=7 * 86_400.0, gt=0, description="how long a job is kept")
+    claim_s: float | None = Field(
+        default=None, gt=0, description="a chunk's claim lease; default send deadline + 30 s"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> BroadcastSettings:
+        if self.executor == "celery" and not self.celery_broker:
+            raise ValueError("executor = 'celery' needs celery_broker (e.g. redis://host/0)")
+        return self
+
+
 class ServerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -260,6 +291,7 @@ class RouterSettings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     inbound: InboundSettings = Field(default_factory=InboundSettings)
+    broadcasts: BroadcastSettings = Field(default_factory=BroadcastSettings)
 
     _parsed: dict[str, ProviderSettings] = PrivateAttr(default_factory=dict)
 
@@ -270,6 +302,12 @@ class RouterSettings(BaseSettings):
                 "inbound.destination",
                 "redis_stream needs the Redis state store: set state.backend = 'redis' and "
                 "state.redis_url",
+            )
+        if self.broadcasts.executor == "celery" and self.state.backend != "redis":
+            raise ConfigError(
+                "broadcasts.executor",
+                "celery workers share jobs through the Redis state store: set "
+                "state.backend = 'redis' and state.redis_url",
             )
         parsed = {name: parse_provider(name, raw) for name, raw in self.providers.items()}
         for key, template in self.templates.items():

@@ -43,6 +43,7 @@ from router.reconcile import Reconciler
 from router.runtime import ProviderRuntime, RouteJob, route_groups
 
 log = logging.getLogger("router.dispatch")
+JOURNAL_REFUSED = "not sent: the broadcast chunk's journal refused the request (claim lost)"
 
 
 class Dispatcher:
@@ -167,7 +168,12 @@ class Dispatcher:
                 if permit is not None:
                     if panic:
                         self.events.emit(PanicSend(job.send_id, name, job.scene, len(chunk)))
-                    request_id, result = await self._send(job, rt, permit, chunk)
+                    sent = await self._send(job, rt, permit, chunk)
+                    if sent is None:  # the broadcast journal refused it: nothing was sent
+                        for tracker in chunk:
+                            tracker.exhausted(JOURNAL_REFUSED)
+                        return
+                    request_id, result = sent
                     break
             # Refused: open, or a half-open trial is in flight. Batches behind a trial wait for
             # it (within the send deadline, which cancels this wait) rather than being given up:
@@ -192,11 +198,16 @@ class Dispatcher:
 
     async def _send(
         self, job: RouteJob, rt: ProviderRuntime, permit: Permit, chunk: list[Tracker]
-    ) -> tuple[str, AttemptResult]:
+    ) -> tuple[str, AttemptResult] | None:
         name = rt.provider.name
         mobiles, rendered = tuple(t.mobile for t in chunk), job.renders[name]
         # Coalesced: the batch joins a request shared with other messages (its id is theirs).
         coalescer = rt.coalescer
+        if coalescer is not None and not await self._journaled(
+            job, name, Batch("", mobiles, rendered)
+        ):
+            rt.breaker.release(permit)  # journaled before joining: a joined request must go
+            return None
         joined = coalescer.join(job.send_id, mobiles, rendered) if coalescer else None
         batch = Batch(joined.request_id if joined else new_id(), mobiles, rendered)
         if permit.trial:
@@ -205,6 +216,9 @@ class Dispatcher:
         try:
             if rt.rate is not None and joined is None:
                 await rt.rate.acquire()
+            if joined is None and not await self._journaled(job, name, batch):
+                rt.breaker.release(permit)
+                return None
             started = self.clock.monotonic()
             for tracker in chunk:
                 tracker.in_flight = name
@@ -254,6 +268,13 @@ class Dispatcher:
             self.intake.remember_sent(job.send_id, result)
         self._emit_attempt(job, batch, result, duration, parts, cost)
         return batch.request_id, result
+
+    @staticmethod
+    async def _journaled(job: RouteJob, provider: str, batch: Batch) -> bool:
+        """A broadcast chunk writes each request to its journal before sending it."""
+        if job.journal is None:
+            return True
+        return await job.journal(provider, batch.request_id, tuple(m.e164 for m in batch.mobiles))
 
     def _park(self, rt: ProviderRuntime, fault: Fault) -> None:
         park_s = self.settings.resilience.credentials_park_s

@@ -26,6 +26,7 @@ from providers.base import (
 from providers.http import HttpClient
 from router.bounded import BoundedCache
 from router.breaker import CircuitBreaker
+from router.broadcasts import Broadcasts, LocalExecutor
 from router.clock import Clock, SystemClock
 from router.config import RouterSettings
 from router.dispatch import Dispatcher
@@ -59,8 +60,9 @@ from router.receipts import (
     ReceiptBook,
 )
 from router.reconcile import Reconciler
-from router.runtime import RouteJob, route_groups
+from router.runtime import Journal, RouteJob, route_groups
 from router.state.base import StateStore
+from router.state.jobs import job_store_for
 from router.state.outbox import Outbox
 from router.throttle import Throttles
 from router.wiring import (
@@ -173,6 +175,8 @@ class Router:
         self.dispatcher = Dispatcher(
             settings, self.runtimes, self.health, reconciler, self.intake, self.events, self.clock
         )
+        # Broadcast jobs live where the state store lives (Redis: shared with every instance).
+        self.broadcasts = Broadcasts(self, job_store_for(self.store))
 
     async def __aenter__(self) -> Router:
         # Background pulls live as long as the router; entered and left in the same task
@@ -192,6 +196,12 @@ class Router:
                 self.clock,
             )
         self._background.start_soon(replay_outbox, self.outbox, self.settings.state.outbox_flush_s)
+        if self.settings.broadcasts.executor == "local":
+            await self._background.start(LocalExecutor(self.broadcasts).run)
+        else:
+            from router.celery import CeleryEnqueue
+
+            self.broadcasts.executing_with(CeleryEnqueue(self.settings.broadcasts).enqueue)
         check = getattr(self.store, "production_warnings", None)
         if check is not None:
             for warning in await check():
@@ -253,11 +263,22 @@ class Router:
         been sent; once a request may have reached a provider the result says what happened
         (``recorded=False`` when the state store could not record it yet).
         """
+        return await self._send(message, None)
+
+    async def send_journaled(self, message: Message, journal: Journal) -> SendResult:
+        """:meth:`send` for one chunk of a broadcast job (:mod:`router.broadcasts`): every
+        provider request is first written by ``journal``, and not sent if it answers False.
+        The job's claim on the chunk replaces the idempotency key (give none)."""
+        if message.idempotency_key is not None:
+            raise MessageError("a journaled send takes no idempotency key (the job dedupes)")
+        return await self._send(message, journal)
+
+    async def _send(self, message: Message, journal: Journal | None) -> SendResult:
         scene = message.scene or "content"
         try:
             await self._replay_outbox(message)
             if message.idempotency_key is None:
-                return await self._send_once(message, Progress())
+                return await self._send_once(message, Progress(), journal)
             return await send_idempotent(
                 self.store,
                 self.outbox,
@@ -303,7 +324,9 @@ class Router:
                 "sent. Retry once the store is back."
             ) from None
 
-    async def _send_once(self, message: Message, progress: Progress) -> SendResult:
+    async def _send_once(
+        self, message: Message, progress: Progress, journal: Journal | None = None
+    ) -> SendResult:
         started = self.clock.monotonic()
         prepared = self._prepare(message)
         send_id = new_id()
@@ -316,6 +339,7 @@ class Router:
             started + deadline_s,
             parts=parts(prepared.renders.values()),
             started_at=self.clock.now(),
+            journal=journal,
         )
         trackers = prepared.recipients.trackers
         window = self.throttles.window(message)

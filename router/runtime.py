@@ -8,7 +8,7 @@ through :mod:`providers.http`, which turns transport errors into ``ProviderIOErr
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -31,6 +31,9 @@ from router.coalesce import Coalescer
 from router.limits import RateLimiter
 from router.recipients import Tracker, chunked
 from router.stats import ProviderStats
+
+# (provider, request id, E.164 mobiles) -> may the request be sent
+Journal = Callable[[str, str, tuple[str, ...]], Awaitable[bool]]
 
 
 @dataclass(slots=True)
@@ -110,6 +113,9 @@ class RouteJob:
     deadline: float  # monotonic time by which the send must be finished
     parts: tuple[int, int] = (1, 1)  # SMS parts per recipient: (mainland, international)
     started_at: datetime | None = None  # wall clock when routing began (before any attempt)
+    # A broadcast chunk's write-ahead journal: called with (provider, request id, E.164
+    # mobiles) right before each request is sent; False means "do not send it".
+    journal: Journal | None = None
 
 
 def route_groups(

@@ -54,7 +54,8 @@ class SyncRouter:
         settings: RouterSettings = load_settings(path, **overrides)
         return cls(lambda: Router(settings))
 
-    def _ensure(self) -> tuple[BlockingPortal, Router]:
+    def portal_and_router(self) -> tuple[BlockingPortal, Router]:
+        """This process's event-loop portal and router (created on first use)."""
         with self._lock:
             if self._pid != os.getpid():
                 # A fresh process (first use, or a forked child): never reuse the parent's loop.
@@ -69,16 +70,16 @@ class SyncRouter:
             return self._portal, self._router
 
     def send(self, message: Message) -> SendResult:
-        portal, router = self._ensure()
+        portal, router = self.portal_and_router()
         return portal.call(router.send, message)
 
     def explain(self, message: Message) -> Explanation:
-        _, router = self._ensure()
+        _, router = self.portal_and_router()
         return router.explain(message)
 
     @property
     def router(self) -> Router:
-        return self._ensure()[1]
+        return self.portal_and_router()[1]
 
     def close(self) -> None:
         """Close the router and stop the loop thread (only in the process that started it)."""

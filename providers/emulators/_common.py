@@ -7,7 +7,7 @@ import collections
 import contextlib
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -79,6 +79,12 @@ class EmulatorState:
     callback_url: str | None = None
     receipt_delay_s: float = 0.0
     rng: random.Random = field(default_factory=random.Random)
+    taken: list[str] = field(default_factory=list)  # every number taken, once per time
+
+    def take(self, mobiles: Iterable[str]) -> None:
+        """Record numbers this provider took (``GET /_emulator/taken``): what a benchmark
+        checks the router's statuses against."""
+        self.taken.extend(m[-11:] for m in mobiles if m)
 
     def set_faults(self, faults: FaultSettings) -> None:
         self.faults = faults
@@ -106,6 +112,7 @@ class EmulatorState:
     def reset(self) -> None:
         self.faults = FaultSettings()
         self.requests.clear()
+        self.taken.clear()
 
     def sent_requests(self, path_suffix: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith(path_suffix)]
@@ -170,10 +177,14 @@ class _Controls:
                     "query": dict(r.query),
                     "fields": dict(r.fields),
                     "action": r.action.value,
+                    "at": r.at,  # arrival, on this process's monotonic clock
                 }
                 for r in self.state.requests
             ]
         )
+
+    async def get_taken(self, _: Request) -> Response:
+        return json_response({"numbers": self.state.taken})
 
     async def reset(self, _: Request) -> Response:
         self.state.reset()
@@ -187,6 +198,7 @@ def control_routes(state: EmulatorState) -> list[Route]:
         Route("/_emulator/faults", c.get_faults, methods=["GET"]),
         Route("/_emulator/faults", c.put_faults, methods=["PUT"]),
         Route("/_emulator/requests", c.get_requests, methods=["GET"]),
+        Route("/_emulator/taken", c.get_taken, methods=["GET"]),
         Route("/_emulator/reset", c.reset, methods=["POST"]),
     ]
 

@@ -89,6 +89,8 @@ class _BaofooHandlers:
         answer = _check(fields, self.user, self.password, self.max_batch)
         if request_id and answer["success"]:
             self.answered[request_id] = answer
+        if answer["success"]:
+            self.state.take(mobiles)
         late = await hang_after_accept(self.state, action) if answer["success"] else None
         return late or json_response(answer)
 

@@ -307,6 +307,7 @@ def _accept(st: RonglianState, body: dict[str, Any], now: datetime) -> AcceptedS
         created=local.strftime("%Y%m%d%H%M%S"),
     )
     st.accepted.append(sent)
+    st.take(sent.to)
     return sent
 
 

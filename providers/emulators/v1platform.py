@@ -205,6 +205,7 @@ class _V1Handlers:
         st = self.st
         mobiles = fields["mobiles"].split(",")
         st.task_ids.add(task_id)
+        st.take(mobiles)
         st.balance -= len(mobiles) * parts(fields["content"])
         times, due = _now(), time.monotonic() + st.receipt_delay_s
         for mobile in mobiles:

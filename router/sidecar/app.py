@@ -18,6 +18,7 @@ from router.engine import Router
 from router.sidecar.callbacks import Callbacks
 from router.sidecar.httpmetrics import HttpMetrics
 from router.sidecar.routes import health
+from router.sidecar.routes.broadcasts import Broadcasts
 from router.sidecar.routes.messages import Messages
 from router.sidecar.routes.providers import Providers
 
@@ -37,6 +38,7 @@ def create_app(router: Router, registry: CollectorRegistry | None = None) -> Sta
     registry = registry or CollectorRegistry()
     routes = [
         *Messages(router).routes(),
+        *Broadcasts(router).routes(),
         *Providers(router).routes(),
         *health.routes(registry),
         Route("/v1/callbacks/{provider}/{kind}", callbacks.handle, methods=["POST"]),

@@ -9,6 +9,9 @@ from typing import Any
 from router.sidecar.routes.providers import ADMIN_ACTIONS
 from router.sidecar.schemas import (
     REF,
+    BroadcastJob,
+    BroadcastRequest,
+    BroadcastResults,
     ErrorBody,
     ExplanationBody,
     HealthStatus,
@@ -165,6 +168,73 @@ def _message_paths() -> dict[str, Any]:
     }
 
 
+def _broadcast_paths() -> dict[str, Any]:
+    job = _path_params("job_id")
+    missing = _error("No such job (expired after broadcasts.ttl_s, or never created)")
+    unavailable = _error("The state store is unreachable")
+    return {
+        "/v1/broadcasts": {
+            "post": {
+                "summary": "Start a broadcast job (the same idempotency key: the same job)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("BroadcastRequest")}},
+                },
+                "parameters": _op("", "", "BroadcastJob", (), body=True)["parameters"],
+                "responses": {
+                    "202": _body("The job, started (or resumed)", _ref("BroadcastJob")),
+                    **{c: ERRORS[c] for c in ("400", "409", "422", "500", "503")},
+                },
+            }
+        },
+        "/v1/broadcasts/{job_id}": {
+            "get": {
+                "summary": "A broadcast job's progress",
+                "parameters": job,
+                "responses": {
+                    "200": _body("Recipients by status", _ref("BroadcastJob")),
+                    "404": missing,
+                    "503": unavailable,
+                },
+            }
+        },
+        "/v1/broadcasts/{job_id}/results": {
+            "get": {
+                "summary": "One page of a broadcast's recipients, in submission order",
+                "parameters": [
+                    *job,
+                    *(
+                        {
+                            "name": name,
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": low, "maximum": high},
+                        }
+                        for name, low, high in (("offset", 0, 1_000_000), ("limit", 1, 10_000))
+                    ),
+                ],
+                "responses": {
+                    "200": _body("Recipients offset .. offset+limit", _ref("BroadcastResults")),
+                    "400": ERRORS["400"],
+                    "404": missing,
+                    "503": unavailable,
+                },
+            }
+        },
+        "/v1/broadcasts/{job_id}/cancel": {
+            "post": {
+                "summary": "Cancel: chunks not started settle as cancelled",
+                "parameters": job,
+                "responses": {
+                    "200": _body("The job", _ref("BroadcastJob")),
+                    "404": missing,
+                    "503": unavailable,
+                },
+            }
+        },
+    }
+
+
 def _other_paths() -> dict[str, Any]:
     return {
         "/v1/providers": {
@@ -201,11 +271,12 @@ def openapi_document() -> dict[str, Any]:
         **result_schemas(),
         **delivery_schemas(),
         **model_schemas(ProviderInfo, ExplanationBody, HealthStatus, ErrorBody),
+        **model_schemas(BroadcastRequest, BroadcastJob, BroadcastResults),
     }
     return {
         "openapi": "3.0.3",
         "info": {"title": "sms-router sidecar", "version": "1"},
-        "paths": {**_message_paths(), **_other_paths()},
+        "paths": {**_message_paths(), **_broadcast_paths(), **_other_paths()},
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

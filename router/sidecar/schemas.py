@@ -30,8 +30,9 @@ def _exactly_one_of_scene_or_content(schema: dict[str, Any]) -> None:
     # Absent, not null: the document shows these as plain strings.
     for name in ("scene", "content", "idempotency_key"):
         prop = schema["properties"][name]
-        string = next(s for s in prop.pop("anyOf") if s.get("type") == "string")
-        prop.update(string)
+        if "anyOf" in prop:  # once: a subclass (BroadcastRequest) applies it again
+            string = next(s for s in prop.pop("anyOf") if s.get("type") == "string")
+            prop.update(string)
 
 
 class SendRequest(BaseModel):
@@ -66,6 +67,46 @@ class SendRequest(BaseModel):
             idempotency_key=idempotency_key or self.idempotency_key,
             tags=self.tags,
         )
+
+
+MAX_BROADCAST_RECIPIENTS = 1_000_000
+
+
+class BroadcastRequest(SendRequest):
+    """``POST /v1/broadcasts``: one message to up to a million recipients, run as a job."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_exactly_one_of_scene_or_content)
+
+    mobiles: list[str] = Field(min_length=1, max_length=MAX_BROADCAST_RECIPIENTS)
+
+
+class BroadcastJob(BaseModel):
+    """A broadcast job's progress: recipients by status, of the chunks finished so far."""
+
+    job_id: str
+    state: str = Field(description="running, cancelling, done or cancelled")
+    total: int = Field(description="recipients, repeats of a number removed")
+    duplicates_dropped: int
+    chunks: int
+    chunks_done: int
+    pending: int = Field(description="recipients without a status yet")
+    counts: dict[str, int] = Field(description="recipients by status")
+
+
+class BroadcastRecipient(BaseModel):
+    mobile: str
+    normalised: str | None
+    status: str = Field(description="a recipient status, cancelled, or pending")
+    provider: str | None
+    provider_message_id: str | None
+    error: str | None
+
+
+class BroadcastResults(BaseModel):
+    job: BroadcastJob
+    offset: int
+    recipients: list[BroadcastRecipient]
+    next_offset: int | None = Field(description="null on the last page")
 
 
 REF = "#/components/schemas/{model}"
