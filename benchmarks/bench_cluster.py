@@ -166,7 +166,8 @@ def max_in_one_second(times: list[float]) -> int:
 
 
 def taken(urls: dict[str, str]) -> tuple[Counter[str], dict[str, list[float]], Counter[str]]:
-    """(numbers the providers took, request arrival times, requests) from the emulators."""
+    """(numbers the providers took, request arrival times, requests by provider and fault
+    drawn) from the emulators."""
     numbers: Counter[str] = Counter()
     arrivals: dict[str, list[float]] = {}
     requests: Counter[str] = Counter()
@@ -176,6 +177,7 @@ def taken(urls: dict[str, str]) -> tuple[Counter[str], dict[str, list[float]], C
         sends = [r for r in recorded if r["path"].endswith(("/api/v1/send", "/TemplateSMS"))]
         arrivals[name] = [r["at"] for r in sends]
         requests[name] = len(sends)
+        requests.update(f"{name} {r['action']}" for r in sends if r["action"] != "none")
     return numbers, arrivals, requests
 
 

@@ -114,6 +114,9 @@ class StateSettings(BaseModel):
     )
     redis_timeout_s: float = Field(default=0.5, gt=0)
     breaker_sync_s: float = Field(default=1.0, ge=0, description="share cool-downs; 0: off")
+    stats_sync_s: float = Field(
+        default=1.0, ge=0, description="share provider quality and spend (Redis); 0: off"
+    )
     clock_skew_s: float = Field(
         default=1.0, ge=0, description="how far a router host's clock may be from Redis' clock"
     )

@@ -53,7 +53,14 @@ from router.inbound import InboundDelivery, InboundDeliveryError
 from router.intake import ReceiptIntake
 from router.links import LinksConsumer, TraceLinks
 from router.model import Message, SendResult
-from router.pollers import poll_balances, poll_receipts, replay_outbox, sync_breakers
+from router.pollers import (
+    StatsStore,
+    poll_balances,
+    poll_receipts,
+    replay_outbox,
+    sync_breakers,
+    sync_stats,
+)
 from router.prepare import Prepared, parts, prepare
 from router.receipts import (
     Delivery,
@@ -196,6 +203,11 @@ class Router:
                 self.clock,
             )
         self._background.start_soon(replay_outbox, self.outbox, self.settings.state.outbox_flush_s)
+        # Shared provider quality and spend: with a store that can (Redis).
+        if self.settings.state.stats_sync_s and isinstance(self.store, StatsStore):
+            self._background.start_soon(
+                sync_stats, self.store, self.runtimes, self.settings.state.stats_sync_s
+            )
         if self.settings.broadcasts.executor == "local":
             await self._background.start(LocalExecutor(self.broadcasts).run)
         else:

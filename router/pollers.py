@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol, runtime_checkable
 
 import anyio
 
@@ -16,7 +17,7 @@ from router.clock import Clock
 from router.errors import RouterError, StateStoreError
 from router.events import BalanceUpdated, EventBus
 from router.runtime import ProviderRuntime
-from router.state.base import StateStore
+from router.state.base import StateStore, StatsCounts
 from router.state.outbox import Outbox
 
 log = logging.getLogger("router.pollers")
@@ -79,6 +80,37 @@ async def sync_breakers(
                 runtimes[name].breaker.open_for(until - now)
         except StateStoreError as exc:
             log.warning("breaker sync skipped: %s", exc)
+        await anyio.sleep(interval_s)
+
+
+@runtime_checkable
+class StatsStore(Protocol):
+    async def sync_stats(
+        self, deltas: Mapping[str, StatsCounts], windows: Mapping[str, tuple[float, float]]
+    ) -> dict[str, StatsCounts]: ...
+
+
+async def sync_stats(
+    store: StatsStore, runtimes: Mapping[str, ProviderRuntime], interval_s: float
+) -> None:
+    """Share provider quality and spend with the other instances (one round trip per period,
+    never one per send); until the first sync each instance routes on its own windows."""
+    windows = {n: (rt.stats.window_s, rt.stats.spend_period_s) for n, rt in runtimes.items()}
+    failing = False
+    while True:
+        deltas = {name: rt.stats.take_pending() for name, rt in runtimes.items()}
+        try:
+            totals = await store.sync_stats(deltas, windows)
+        except StateStoreError as exc:
+            for name, rt in runtimes.items():
+                rt.stats.give_back(deltas[name])
+            if not failing:
+                log.warning("provider stats not shared (routing on stale sums): %s", exc)
+            failing = True
+        else:
+            failing = False
+            for name, counts in totals.items():
+                runtimes[name].stats.share(counts)
         await anyio.sleep(interval_s)
 
 

@@ -42,6 +42,29 @@ class Conflict:
 Reservation = Acquired | Done | InProgress | Conflict
 
 
+@dataclass(frozen=True, slots=True)
+class StatsCounts:
+    """One provider's quality and spend counters: what an instance adds to the shared
+    windows, and the windows' sums it reads back (every instance's together)."""
+
+    accepted: float = 0.0  # accepted attempts
+    attempts: float = 0.0
+    latency_s: float = 0.0  # summed over attempts
+    delivered: float = 0.0  # delivered receipts
+    receipts: float = 0.0
+    spend: float = 0.0  # over the provider's spend period
+
+    def __add__(self, other: StatsCounts) -> StatsCounts:
+        return StatsCounts(
+            self.accepted + other.accepted,
+            self.attempts + other.attempts,
+            self.latency_s + other.latency_s,
+            self.delivered + other.delivered,
+            self.receipts + other.receipts,
+            self.spend + other.spend,
+        )
+
+
 class StateStore(Protocol):
     async def reserve(
         self, key: str, fingerprint: str, lease_s: float, *, token: str = ""

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from router.errors import ConfigError, StateStoreError
-from router.state.base import Acquired, Conflict, Done, InProgress, Reservation
+from router.state.base import Acquired, Conflict, Done, InProgress, Reservation, StatsCounts
 
 T = TypeVar("T")
 
@@ -106,7 +106,44 @@ return wait
 """
 
 
+# Shared provider quality and spend (every instance's together): add this instance's deltas
+# to the current buckets, then sum the window's buckets. Bucket keys: ARGV prefix .. index
+# (wall-clock buckets, the same on every instance). Returned as strings: Lua numbers would be
+# truncated to integers on the way out.
+_SYNC_STATS = """
+local qkey, qi, qn, qttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local skey, si, sn, sttl = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+local fields = {'a', 'n', 'l', 'd', 'r'}
+local touched = false
+for j = 1, 5 do
+  if tonumber(ARGV[8 + j]) ~= 0 then
+    redis.call('HINCRBYFLOAT', qkey .. qi, fields[j], ARGV[8 + j])
+    touched = true
+  end
+end
+if touched then redis.call('PEXPIRE', qkey .. qi, qttl) end
+if tonumber(ARGV[14]) ~= 0 then
+  redis.call('INCRBYFLOAT', skey .. si, ARGV[14])
+  redis.call('PEXPIRE', skey .. si, sttl)
+end
+local sums = {0, 0, 0, 0, 0, 0}
+for i = qi - qn + 1, qi do
+  local v = redis.call('HMGET', qkey .. i, 'a', 'n', 'l', 'd', 'r')
+  for j = 1, 5 do sums[j] = sums[j] + (tonumber(v[j]) or 0) end
+end
+for i = si - sn + 1, si do sums[6] = sums[6] + (tonumber(redis.call('GET', skey .. i)) or 0) end
+local out = {}
+for j = 1, 6 do out[j] = tostring(sums[j]) end
+return out
+"""
+STATS_BUCKETS = 60
+
+
 SENTINEL_SCHEME = "redis+sentinel"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _value(config: Any, key: str) -> str:
@@ -164,6 +201,7 @@ class RedisStateStore:
         self._throttle = client.register_script(_THROTTLE)
         self._unthrottle = client.register_script(_UNTHROTTLE)
         self._take_rate = client.register_script(_TAKE_RATE)
+        self._sync_stats = client.register_script(_SYNC_STATS)
 
     @classmethod
     def from_url(
@@ -349,6 +387,46 @@ class RedisStateStore:
             ),
         )
         return max(0, int(wait_us)) / 1_000_000
+
+    async def sync_stats(
+        self, deltas: Mapping[str, StatsCounts], windows: Mapping[str, tuple[float, float]]
+    ) -> dict[str, StatsCounts]:
+        """Add each provider's ``deltas`` to the shared windows and read back their sums
+        (one pipelined round trip). ``windows``: provider -> (quality window, spend period)
+        in seconds, each kept as 60 wall-clock buckets."""
+        now = time.time()
+        names = list(windows)
+
+        async def sync() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            for name in names:
+                window_s, spend_s = windows[name]
+                q_s, s_s = window_s / STATS_BUCKETS, spend_s / STATS_BUCKETS
+                d = deltas.get(name) or StatsCounts()
+                args: list[Any] = [
+                    self._key("stats", f"{name}:q{q_s:g}:"),
+                    int(now // q_s),
+                    STATS_BUCKETS,
+                    int((window_s + q_s) * 1000),
+                    self._key("stats", f"{name}:s{s_s:g}:"),
+                    int(now // s_s),
+                    STATS_BUCKETS,
+                    int((spend_s + s_s) * 1000),
+                    repr(d.accepted),
+                    repr(d.attempts),
+                    repr(d.latency_s),
+                    repr(d.delivered),
+                    repr(d.receipts),
+                    repr(d.spend),
+                ]
+                await self._sync_stats(keys=[], args=args, client=pipe)
+            return list(await pipe.execute())
+
+        answers = await self._call("sync_stats", sync)
+        return {
+            name: StatsCounts(*(float(_text(v)) for v in answer))
+            for name, answer in zip(names, answers, strict=True)
+        }
 
     async def append_stream(
         self, stream: str, entries: Sequence[Mapping[str, str]], maxlen: int
