@@ -37,6 +37,13 @@ class ProviderSettings(BaseModel):
     weight: float = Field(default=1.0, ge=0, description="share of primary traffic (failover)")
     max_batch: int = Field(default=200, ge=1, description="most mobiles per request")
     concurrency: int = Field(default=32, ge=1, description="most requests in flight")
+    share_concurrency: bool = Field(
+        default=False,
+        description=(
+            "with the Redis state store, `concurrency` is the account's across instances "
+            "(two store round trips per request); else per process"
+        ),
+    )
     rate_limit_rps: float | None = Field(default=None, gt=0, description="requests per second")
     coalesce_ms: float = Field(
         default=0.0,

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
@@ -112,7 +114,7 @@ class Coalescer:
         self,
         provider: Provider,
         client: HttpClient,
-        limiter: anyio.CapacityLimiter,
+        limiter: AbstractAsyncContextManager[Any],
         rate: RateLimiter | None,
         window_s: float,
         batch_key: Callable[[Mobile], str] | None = None,

@@ -1,8 +1,11 @@
-"""Traffic limits on an injected clock: the failover budget and a per-provider rate limiter."""
+"""Traffic limits: the failover budget, per-provider rate limits and concurrency (the shared
+ones through the state store, for the provider account across instances)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import secrets
 
 import anyio
 
@@ -91,3 +94,56 @@ class SharedRateLimiter(RateLimiter):
             self._warned = False
         if wait > 0:
             await anyio.sleep(wait)
+
+
+class SharedConcurrency:
+    """``concurrency`` for the provider account, not per process: an async context manager
+    (like the ``anyio.CapacityLimiter`` it wraps) that also holds one of ``limit`` slots in
+    the state store while a request is in flight. Slots are leases (``lease_s``, above the
+    provider's timeout), so a crashed instance's slots free themselves. Two store round trips
+    per provider request; while all slots are held, it polls (2 ms doubling to 50 ms). If
+    the store does not answer, this instance keeps its own limit only and says so once."""
+
+    def __init__(self, limit: int, store: StateStore, key: str, lease_s: float) -> None:
+        self.limit, self.lease_s = limit, lease_s
+        self._local = anyio.CapacityLimiter(limit)
+        self._store, self._key = store, key
+        self._held: dict[int, str] = {}  # task id -> slot token
+        self._warned = False
+
+    async def __aenter__(self) -> None:
+        await self._local.acquire()
+        try:
+            token = await self._take()
+        except BaseException:
+            self._local.release()
+            raise
+        if token is not None:
+            self._held[anyio.get_current_task().id] = token
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        token = self._held.pop(anyio.get_current_task().id, None)
+        try:
+            if token is not None:
+                with anyio.CancelScope(shield=True), contextlib.suppress(StateStoreError):
+                    await self._store.give_slot(self._key, token)  # else: its lease ends
+        finally:
+            self._local.release()
+
+    async def _take(self) -> str | None:
+        token, pause = secrets.token_hex(8), 0.002
+        while True:
+            try:
+                taken = await self._store.take_slot(self._key, token, self.limit, self.lease_s)
+            except StateStoreError as exc:
+                if not self._warned:
+                    log.warning(
+                        "shared concurrency %s: store unreachable, local limit: %s", self._key, exc
+                    )
+                    self._warned = True
+                return None
+            self._warned = False
+            if taken:
+                return token
+            await anyio.sleep(pause)
+            pause = min(0.05, pause * 2)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import anyio
 
@@ -32,6 +34,9 @@ from router.limits import RateLimiter
 from router.recipients import Tracker, chunked
 from router.stats import ProviderStats
 
+# A provider's concurrency limit: `async with` holds one request slot (anyio.CapacityLimiter,
+# or router.limits.SharedConcurrency for the account across instances).
+Slots = AbstractAsyncContextManager[Any]
 # (provider, request id, E.164 mobiles) -> may the request be sent
 Journal = Callable[[str, str, tuple[str, ...]], Awaitable[bool]]
 
@@ -43,7 +48,7 @@ class ProviderRuntime:
     provider: Provider
     client: HttpClient
     breaker: CircuitBreaker
-    limiter: anyio.CapacityLimiter
+    limiter: Slots
     rate: RateLimiter | None
     stats: ProviderStats
     enabled: bool = True

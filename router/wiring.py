@@ -17,8 +17,8 @@ from providers.registry import ADAPTERS
 from router.breaker import CircuitBreaker
 from router.clock import Clock
 from router.config import RouterSettings
-from router.limits import RateLimiter, SharedRateLimiter
-from router.runtime import ProviderRuntime
+from router.limits import RateLimiter, SharedConcurrency, SharedRateLimiter
+from router.runtime import ProviderRuntime, Slots
 from router.state.base import StateStore
 from router.state.memory import MemoryStateStore
 from router.stats import ProviderStats
@@ -91,6 +91,8 @@ def build_runtimes(
         elif s.rate_limit_rps:
             rate = RateLimiter(clock, s.rate_limit_rps)
         stats = ProviderStats(clock, spend_period_s=s.spend_period_s)
-        limiter = anyio.CapacityLimiter(s.concurrency)
+        limiter: Slots = anyio.CapacityLimiter(s.concurrency)
+        if s.share_concurrency and store is not None and settings.state.backend == "redis":
+            limiter = SharedConcurrency(s.concurrency, store, name, s.timeout_s + 5.0)
         runtimes[name] = ProviderRuntime(provider, clients[name], breaker, limiter, rate, stats)
     return runtimes

@@ -123,6 +123,15 @@ class StateStore(Protocol):
         Returns how long to wait before sending (0: now)."""
         ...
 
+    async def take_slot(self, key: str, token: str, limit: int, lease_s: float) -> bool:
+        """Hold one of ``limit`` concurrency slots of ``key`` (shared by every instance using
+        this store) as ``token`` for at most ``lease_s``; False when all are held."""
+        ...
+
+    async def give_slot(self, key: str, token: str) -> None:
+        """Give back a slot taken by :meth:`take_slot` (a lost one expires with its lease)."""
+        ...
+
     async def append_stream(
         self, stream: str, entries: Sequence[Mapping[str, str]], maxlen: int
     ) -> None:

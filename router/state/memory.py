@@ -63,6 +63,7 @@ class MemoryStateStore:
         self._open: dict[str, float] = {}
         self._streams: dict[str, deque[dict[str, str]]] = {}
         self._tat: dict[str, float] = {}  # rate limits: theoretical arrival time (one per provider)
+        self._slots: dict[str, dict[str, float]] = {}  # key -> token -> until
         self._links: BoundedCache[str, tuple[str, float]] = BoundedCache(
             self._clock,
             max_entries=max_entries,
@@ -203,6 +204,18 @@ class MemoryStateStore:
         wait = max(0.0, tat - (burst - 1) * interval - now)
         self._tat[key] = tat + interval
         return wait
+
+    async def take_slot(self, key: str, token: str, limit: int, lease_s: float) -> bool:
+        now = self._now()
+        held = {t: until for t, until in self._slots.get(key, {}).items() if until > now}
+        self._slots[key] = held
+        if len(held) >= limit:
+            return False
+        held[token] = now + lease_s
+        return True
+
+    async def give_slot(self, key: str, token: str) -> None:
+        self._slots.get(key, {}).pop(token, None)
 
     async def append_stream(
         self, stream: str, entries: Sequence[Mapping[str, str]], maxlen: int

@@ -139,6 +139,20 @@ return out
 STATS_BUCKETS = 60
 
 
+# A counting semaphore with leases on Redis' clock: holders are zset members scored by when
+# their lease ends, so a crashed holder's slot frees itself. ARGV: token, limit, lease ms.
+_TAKE_SLOT = (
+    _NOW_MS
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + 1000)
+return 1
+"""
+)
+
+
 SENTINEL_SCHEME = "redis+sentinel"
 
 
@@ -202,6 +216,7 @@ class RedisStateStore:
         self._unthrottle = client.register_script(_UNTHROTTLE)
         self._take_rate = client.register_script(_TAKE_RATE)
         self._sync_stats = client.register_script(_SYNC_STATS)
+        self._take_slot = client.register_script(_TAKE_SLOT)
 
     @classmethod
     def from_url(
@@ -387,6 +402,17 @@ class RedisStateStore:
             ),
         )
         return max(0, int(wait_us)) / 1_000_000
+
+    async def take_slot(self, key: str, token: str, limit: int, lease_s: float) -> bool:
+        args: list[str | int] = [token, limit, max(1, int(lease_s * 1000))]
+        taken: Any = await self._call(
+            "take_slot",
+            lambda: self._take_slot(keys=[self._key("slots", key)], args=args),
+        )
+        return bool(taken)
+
+    async def give_slot(self, key: str, token: str) -> None:
+        await self._call("give_slot", lambda: self._redis.zrem(self._key("slots", key), token))
 
     async def sync_stats(
         self, deltas: Mapping[str, StatsCounts], windows: Mapping[str, tuple[float, float]]
