@@ -320,6 +320,9 @@ def run(recipients: int, workers: int, flap_s: float, kill_at: float) -> dict[st
         "false_accepted": false_accepted,
         "false_rejected": false_rejected,
         "lost": lost,
+        # unknown (a killed worker's journaled requests) yet taken: what reconciling them
+        # through the provider would turn into "accepted"
+        "unknown_taken": sum(1 for m, s in statuses.items() if s == "unknown" and m in took),
         "progress_monotonic": seen == sorted(seen),
         "requests": dict(requests),
         "ceil_n_over_limit": {p: -(-recipients // LIMIT[p]) for p in PROVIDERS},
