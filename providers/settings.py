@@ -37,6 +37,11 @@ class ProviderSettings(BaseModel):
     weight: float = Field(default=1.0, ge=0, description="share of primary traffic (failover)")
     max_batch: int = Field(default=200, ge=1, description="most mobiles per request")
     concurrency: int = Field(default=32, ge=1, description="most requests in flight")
+    keepalive_s: float = Field(
+        default=4.0,
+        gt=0,
+        description="close idle connections after this long: below the gateway's keep-alive",
+    )
     share_concurrency: bool = Field(
         default=False,
         description=(

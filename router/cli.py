@@ -1,10 +1,12 @@
-"""Command line: ``python -m router serve | send | check-config``."""
+"""The sms-router command line: run the sidecar, send through one, check a config file."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import logging
+import os
 import sys
 import time
 import uuid
@@ -19,7 +21,8 @@ from router.telemetry.logformat import configure_logging
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m router", description=__doc__)
+    parser = argparse.ArgumentParser(prog=_program(), description=__doc__, epilog=EXIT_CODES)
+    parser.add_argument("--version", action="version", version=f"sms-router {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the sidecar HTTP service")
@@ -47,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         "--job", metavar="ID", help="follow a broadcast job started earlier (no new send)"
     )
     send.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP call")
+    send.add_argument("--json", action="store_true", help="print the API's JSON answer")
     send.add_argument("--url", default="http://127.0.0.1:8080", help="sidecar base URL")
     send.add_argument("--scene", help="template key from the config (e.g. login_code)")
     send.add_argument("--param", action="append", default=[], help="template param key=value")
@@ -56,6 +60,25 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and print what is wrong")
     check.add_argument("config", help="TOML config file")
     return parser
+
+
+EXIT_CODES = """exit codes: 0 done (send: every recipient accepted); 1 a send or check that did
+not fully succeed; 2 bad usage or config (the message names the key); 3 the sidecar could not
+be reached or answered oddly; 4 serve could not listen (address in use); 5 serve has no
+provider to send with"""
+
+
+def _program() -> str:
+    """One name in help: the installed script's, or ``python -m router``."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "sms-router" if name == "sms-router" else "python -m router"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("sms-router")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _has_uvloop() -> bool:
@@ -70,24 +93,73 @@ def main(argv: Sequence[str] | None = None) -> int:
     # httpx logs every request URL at INFO; a Ronglian URL carries its signature.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.command == "serve":
-        from router.sidecar.serve import serve
-
-        try:
-            anyio.run(
-                serve,
-                args.config,
-                args.sandbox,
-                args.host,
-                args.port,
-                backend_options={"use_uvloop": _has_uvloop()},
-            )
-        except ConfigError as exc:
-            print(f"config error: {exc}", file=sys.stderr)
-            return 2
-        return 0
+        return _serve(args)
     if args.command == "send":
         return _send(args)
     return _check_config(args.config)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Every start-up failure is one line on stderr and its own exit code (see --help)."""
+    from router.config import load_settings
+    from router.sidecar.serve import address_problem, serve
+
+    if args.sandbox and args.config:
+        print(
+            "serve: give --sandbox or --config, not both (the sandbox brings its own "
+            "providers and settings; to try a config against emulators, point its base_url "
+            "values at `python -m benchmarks.emulators`)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        settings = None if args.sandbox else load_settings(args.config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    if settings is not None and not settings.provider_settings:
+        print(
+            "serve: no provider is configured, so every send would fail: add a "
+            "[providers.<name>] section (see router.example.toml) or run with --sandbox",
+            file=sys.stderr,
+        )
+        return 5
+    host = args.host or (settings.server.host if settings else "127.0.0.1")
+    port = args.port if args.port is not None else (settings.server.port if settings else 8080)
+    problem = address_problem(host, port)
+    if problem is not None:
+        print(
+            f"serve: cannot listen on {host}:{port}: {problem}; choose another with --port "
+            "or server.port",
+            file=sys.stderr,
+        )
+        return 4
+    try:
+        anyio.run(
+            serve,
+            settings,
+            args.sandbox,
+            host,
+            port,
+            backend_options={"use_uvloop": _has_uvloop()},
+        )
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except BaseExceptionGroup as group:
+        config = group.subgroup(ConfigError)
+        if config is None:
+            raise
+        print(f"config error: {_first(config)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _send(args: argparse.Namespace) -> int:
@@ -143,17 +215,7 @@ def _broadcast(args: argparse.Namespace) -> int:
     if not mobiles:
         print(f"--from-file {args.from_file}: no numbers in it", file=sys.stderr)
         return 2
-    key = args.idempotency_key or f"cli:{uuid.uuid4().hex}"
-    print(
-        f"idempotency key: {key} (run again with --idempotency-key {key} to resume)",
-        file=sys.stderr,
-    )
-    response = httpx.post(
-        f"{args.url}/v1/broadcasts",
-        json=body,
-        headers={"Idempotency-Key": key},
-        timeout=args.timeout,
-    )
+    response = _post(args, "/v1/broadcasts", body, "run again with it to resume")
     if response.status_code != 202:
         return _refused(response)
     job = response.json()
@@ -194,16 +256,35 @@ def _refused(response: httpx.Response) -> int:
     return 1
 
 
+def _post(args: argparse.Namespace, path: str, body: dict[str, object], use: str) -> httpx.Response:
+    """POST with an idempotency key: the given one, or a new one printed first, so the same
+    command with ``--idempotency-key`` is a safe retry (the sidecar sends nothing twice)."""
+    key = args.idempotency_key or f"cli:{uuid.uuid4().hex}"
+    if not args.idempotency_key:
+        print(f"idempotency key: {key} ({use}: --idempotency-key {key})", file=sys.stderr)
+    return httpx.post(
+        f"{args.url}{path}", json=body, headers={"Idempotency-Key": key}, timeout=args.timeout
+    )
+
+
 def _send_one(args: argparse.Namespace) -> int:
     body = _body(args, args.mobiles)
     if body is None:
         return 2
-    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
-    response = httpx.post(
-        f"{args.url}/v1/messages", json=body, headers=headers, timeout=args.timeout
-    )
-    sys.stdout.write(orjson.dumps(response.json(), option=orjson.OPT_INDENT_2).decode() + "\n")
-    return 0 if response.status_code == 200 and response.json().get("ok") else 1
+    response = _post(args, "/v1/messages", body, "retry with it after a timeout")
+    if response.status_code != 200:
+        return _refused(response)
+    answer = response.json()
+    if args.json:
+        sys.stdout.write(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(answer["counts"].items()))
+        print(f"message {answer['message_id']}: {counts}")
+        for r in answer["recipients"]:
+            where = f"{r['provider']} {r['provider_message_id'] or ''}".strip()
+            detail = where if r["status"] == "accepted" else (r["error"] or where)
+            print(f"  {r['mobile']:<16} {r['status']:<10} {detail}")
+    return 0 if answer.get("ok") else 1
 
 
 def _check_config(path: str) -> int:
@@ -216,4 +297,7 @@ def _check_config(path: str) -> int:
         return 1
     names = ", ".join(f"{n} ({p.type})" for n, p in settings.provider_settings.items())
     print(f"{path}: OK; providers: {names or 'none'}; scenes: {len(settings.templates)}")
+    from_env = sorted(name for name in os.environ if name.startswith("ROUTER_"))
+    if from_env:  # names only: their values may be credentials
+        print(f"values from the environment (they override the file): {', '.join(from_env)}")
     return 0

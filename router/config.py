@@ -9,6 +9,7 @@ Any error is raised as :class:`router.errors.ConfigError` naming the bad key in 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -440,6 +441,38 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> RouterSet
     try:
         return settings_type(**overrides)
     except ValidationError as exc:
-        raise _config_error(exc) from None
+        raise _with_env_hint(_config_error(exc)) from None
+    except ConfigError as exc:
+        raise _with_env_hint(exc) from None
     except ValueError as exc:  # a TOML syntax error
         raise ConfigError("(file)", f"cannot read {path}: {exc}") from None
+
+
+def env_name(key: str) -> str:
+    """The ``ROUTER_*`` variable that sets the dotted config ``key``."""
+    return "ROUTER_" + "__".join(part.upper() for part in key.split("."))
+
+
+def _with_env_hint(exc: ConfigError) -> ConfigError:
+    """Say where the bad value came from when it came from the environment, and how to set
+    a missing one there: a leftover variable must not look like a file's mistake."""
+    if exc.key in ("(root)", "(file)"):
+        return exc
+    parts = exc.key.split(".")
+    hints = []
+    if env_name(exc.key) in os.environ:
+        hints.append(f"the value comes from environment variable {env_name(exc.key)}")
+    elif len(parts) > 2:
+        section = env_name(".".join(parts[:2])) + "__"
+        from_env = sorted(name for name in os.environ if name.startswith(section))
+        if from_env:
+            hints.append(
+                f"{'.'.join(parts[:2])} has values from the environment: {', '.join(from_env[:3])}"
+            )
+    if exc.problem.startswith("Field required"):
+        hints.append(f"set it in the file, or in the environment as {env_name(exc.key)}")
+    elif len(parts) == 2 and parts[0] == "providers" and not hints:
+        hints.append(f"each of its keys can also be set as {env_name(exc.key)}__<KEY>")
+    if not hints:
+        return exc
+    return type(exc)(exc.key, f"{exc.problem} ({'; '.join(hints)})")

@@ -96,6 +96,8 @@ class Explanation:
     rankings: Mapping[str, Ranking]  # route group ("mainland", "international") -> ranking
     unrenderable: Mapping[str, str]  # provider -> why it cannot carry this message
     unknowns: Mapping[str, str] = field(default_factory=dict)  # provider -> an unknown's fate
+    # Numbers that would never be sent (mobile as given -> why): no group ranks them.
+    invalid: Mapping[str, str] = field(default_factory=dict)
 
 
 class Router:
@@ -441,7 +443,8 @@ class Router:
             if name not in prepared.renders
         }
         unknowns = {name: self._unknown_fate(name) for name in self.providers}
-        return Explanation(prepared.scene, rankings, unrenderable, unknowns)
+        invalid = {r.mobile: r.error or "invalid" for r in prepared.recipients.invalid}
+        return Explanation(prepared.scene, rankings, unrenderable, unknowns, invalid)
 
     def _unknown_fate(self, name: str) -> str:
         """What becomes of a recipient whose attempt at ``name`` ends unknown (timeout after

@@ -185,23 +185,34 @@ class Recipients:
     trackers: tuple[Tracker, ...]  # one per unique valid mobile
     invalid: tuple[RecipientOutcome, ...]
     duplicates: tuple[tuple[str, Tracker], ...]  # (raw as given, the tracker it shares)
+    # Which of the three each entry of the request was, in request order (b"" when all were
+    # unique and valid): outcomes come back in the order the caller gave the numbers.
+    order: bytes = b""
 
     def outcomes(self) -> tuple[RecipientOutcome, ...]:
-        out = [t.outcome() for t in self.trackers]
-        for raw, tracker in self.duplicates:
-            first = tracker.outcome()
-            out.append(
-                RecipientOutcome(
-                    raw,
-                    first.normalised,
-                    first.status,
-                    first.provider,
-                    first.provider_message_id,
-                    (),
-                    "duplicate of an earlier entry in this message; sent once",
-                )
-            )
-        return (*out, *self.invalid)
+        unique = (t.outcome() for t in self.trackers)
+        if not self.order:
+            return tuple(unique)
+        duplicates = (self._duplicate(raw, tracker) for raw, tracker in self.duplicates)
+        invalid = iter(self.invalid)
+        sources = {UNIQUE: unique, DUPLICATE: duplicates, INVALID: invalid}
+        return tuple(next(sources[kind]) for kind in self.order)
+
+    @staticmethod
+    def _duplicate(raw: str, tracker: Tracker) -> RecipientOutcome:
+        first = tracker.outcome()
+        return RecipientOutcome(
+            raw,
+            first.normalised,
+            first.status,
+            first.provider,
+            first.provider_message_id,
+            (),
+            "duplicate of an earlier entry in this message; sent once",
+        )
+
+
+UNIQUE, DUPLICATE, INVALID = 0, 1, 2
 
 
 def prepare_recipients(raw_mobiles: Sequence[str], region: str, *, strict: bool) -> Recipients:
@@ -209,6 +220,7 @@ def prepare_recipients(raw_mobiles: Sequence[str], region: str, *, strict: bool)
     trackers: dict[str, Tracker] = {}
     invalid: list[RecipientOutcome] = []
     duplicates: list[tuple[str, Tracker]] = []
+    order = bytearray()
     for raw in raw_mobiles:
         try:
             mobile = normalise(raw, region)
@@ -216,12 +228,16 @@ def prepare_recipients(raw_mobiles: Sequence[str], region: str, *, strict: bool)
             if strict:
                 raise
             invalid.append(RecipientOutcome(raw, None, RecipientStatus.INVALID, error=exc.reason))
+            order.append(INVALID)
             continue
         if mobile.e164 in trackers:
             duplicates.append((raw, trackers[mobile.e164]))
+            order.append(DUPLICATE)
         else:
             trackers[mobile.e164] = Tracker(mobile, raw)
-    return Recipients(tuple(trackers.values()), tuple(invalid), tuple(duplicates))
+            order.append(UNIQUE)
+    kept = bytes(order) if invalid or duplicates else b""  # all unique: the trackers' order
+    return Recipients(tuple(trackers.values()), tuple(invalid), tuple(duplicates), kept)
 
 
 def chunked(items: Sequence[Tracker], size: int) -> Iterator[list[Tracker]]:

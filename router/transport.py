@@ -72,18 +72,26 @@ def make_client(
     connect_timeout_s: float,
     timeout_s: float,
     max_connections: int,
+    keepalive_s: float = 4.0,
 ) -> HttpClient:
     """One long-lived client. ``trust_env=False``: no proxy from the environment may divert
-    provider traffic (and credentials) anywhere the configuration does not say."""
+    provider traffic (and credentials) anywhere the configuration does not say.
+
+    ``keepalive_s``: an idle connection is closed by us before the server's own keep-alive
+    ends (5 s is a common server default). Reusing a connection the server is closing at that
+    moment fails after the request was written: a send would end ``unknown`` for nothing."""
     timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s, pool=connect_timeout_s)
     limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=keepalive_s,
     )
     if kind == "aiohttp":
         return DirectAiohttpClient(
             connect_timeout_s=connect_timeout_s,
             timeout_s=timeout_s,
             max_connections=max_connections,
+            keepalive_s=keepalive_s,
         )
     if kind == "httpx-aiohttp":
         transport: httpx.AsyncBaseTransport = SafeAiohttpTransport(limits=limits, trust_env=False)
@@ -102,14 +110,24 @@ class DirectAiohttpClient:
     httpx exceptions with the aiohttp error as ``__cause__``, so classification is shared.
     """
 
-    def __init__(self, *, connect_timeout_s: float, timeout_s: float, max_connections: int):
+    def __init__(
+        self,
+        *,
+        connect_timeout_s: float,
+        timeout_s: float,
+        max_connections: int,
+        keepalive_s: float = 4.0,
+    ):
         self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
         self._limit = max_connections
+        self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
 
     def _session_now(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
+            connector = aiohttp.TCPConnector(
+                limit=self._limit, ttl_dns_cache=300, keepalive_timeout=self._keepalive_s
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector, trust_env=False, auto_decompress=True
             )

@@ -63,6 +63,7 @@ def build_client(settings: RouterSettings, provider: Provider) -> HttpClient:
         connect_timeout_s=s.connect_timeout_s,
         timeout_s=s.timeout_s,
         max_connections=s.concurrency,
+        keepalive_s=s.keepalive_s,
     )
 
 

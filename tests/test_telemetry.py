@@ -81,7 +81,10 @@ async def test_metrics_count_a_failed_over_send(sandbox: RunningSandbox) -> None
     assert v("smsrouter_failovers_total", from_provider=PRIMARY, to_provider=BACKUP) == 2
     assert v("smsrouter_send_recipients_total", scene="login_code", status="accepted") == 2
     assert v("smsrouter_send_recipients_total", scene="login_code", status="invalid") == 1
-    assert v("smsrouter_send_requests_total", scene="login_code", outcome="ok") == 1
+    # One recipient was invalid: not "ok" (the API says "ok": false), but nothing the router
+    # could send failed either.
+    assert v("smsrouter_send_requests_total", scene="login_code", outcome="excluded") == 1
+    assert v("smsrouter_send_requests_total", scene="login_code", outcome="ok") == 0
     assert v("smsrouter_message_parts_total", provider=BACKUP) == 2
     assert v("smsrouter_inflight_sends") == 0
     # Pre-created combinations read 0, not "no data".

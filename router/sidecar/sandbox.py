@@ -1,12 +1,18 @@
 """The sidecar's sandbox (demo and test support, not the engine): the three provider emulators
 on loopback and settings that use them.
 
-``python -m router serve --sandbox`` runs these in the sidecar's own event loop, so a newcomer
-sees the router route real HTTP traffic without any provider account.
+``python -m router serve --sandbox`` runs these (each in a thread of its own), so a newcomer
+sees the router route real HTTP traffic without any provider account; embedded, use
+:func:`running_sandbox`::
+
+    with running_sandbox() as settings:
+        async with Router(settings) as router: ...
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +42,19 @@ class Sandbox:
     def state(self, provider: str) -> EmulatorState:
         state: EmulatorState = self.apps[provider].state.emulator
         return state
+
+
+@contextmanager
+def running_sandbox(**overrides: Any) -> Iterator[RouterSettings]:
+    """The three emulators on loopback, each in a thread of its own, and router settings
+    that use them (``overrides`` as for :func:`sandbox_settings`); stopped on exit."""
+    from providers.emulators.server import ThreadedServer
+
+    box = create_sandbox()
+    with ExitStack() as servers:
+        for name, app in box.apps.items():
+            servers.enter_context(ThreadedServer(app, port=int(box.urls[name].rsplit(":", 1)[1])))
+        yield sandbox_settings(box, **overrides)
 
 
 def create_sandbox(ports: dict[str, int] | None = None) -> Sandbox:

@@ -18,11 +18,13 @@ from pydantic_core import core_schema
 from policies.base import BreakerState
 from providers.base import DeliveryReport, DeliveryStatus
 from router.engine import Explanation
+from router.errors import MessageError
 from router.model import Message, SendResult
 from router.receipts import Delivery
 from router.state.codec import RESULT_ADAPTER
 
 MAX_MOBILES_PER_REQUEST = 100_000
+MAX_KEY_CHARS = 200
 
 
 def _exactly_one_of_scene_or_content(schema: dict[str, Any]) -> None:
@@ -44,7 +46,7 @@ class SendRequest(BaseModel):
     scene: str | None = Field(default=None, min_length=1, max_length=100)
     params: dict[str, str | int] = Field(default_factory=dict)
     content: str | None = Field(default=None, min_length=1, max_length=2000)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_KEY_CHARS)
     tags: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -58,13 +60,25 @@ class SendRequest(BaseModel):
                 raise ValueError("give exactly one of scene (with params) or content")
         return data
 
-    def to_message(self, idempotency_key: str | None) -> Message:
+    def to_message(self, header_key: str | None) -> Message:
+        """The message; ``header_key`` is the ``Idempotency-Key`` header, which must agree
+        with the body's ``idempotency_key`` when both are given."""
+        if header_key is not None:
+            if not 1 <= len(header_key) <= MAX_KEY_CHARS:
+                raise MessageError(
+                    f"the Idempotency-Key header must be 1 to {MAX_KEY_CHARS} characters"
+                )
+            if self.idempotency_key is not None and self.idempotency_key != header_key:
+                raise MessageError(
+                    "the Idempotency-Key header and the body's idempotency_key differ; "
+                    "give the key once (either one)"
+                )
         return Message(
             mobiles=self.mobiles,
             scene=self.scene,
             params=self.params,
             content=self.content,
-            idempotency_key=idempotency_key or self.idempotency_key,
+            idempotency_key=header_key or self.idempotency_key,
             tags=self.tags,
         )
 
@@ -268,6 +282,10 @@ class ExplanationBody(BaseModel):
         default_factory=dict,
         description="provider -> what becomes of a recipient whose attempt there ends unknown",
     )
+    invalid: dict[str, str] = Field(
+        default_factory=dict,
+        description="mobile as given -> why it is invalid (never sent, in no group)",
+    )
 
     @classmethod
     def of(cls, explanation: Explanation) -> ExplanationBody:
@@ -289,6 +307,7 @@ class ExplanationBody(BaseModel):
             groups=groups,
             unrenderable=dict(explanation.unrenderable),
             unknowns=dict(explanation.unknowns),
+            invalid=dict(explanation.invalid),
         )
 
 

@@ -1,4 +1,4 @@
-"""Run the sidecar under uvicorn, optionally with the sandbox emulators in the same loop.
+"""Run the sidecar under uvicorn, optionally with the sandbox emulators (in their own threads).
 
 SIGTERM/SIGINT: readiness fails at once (``/readyz`` 503, so a load balancer stops sending),
 then uvicorn stops accepting and lets in-flight sends finish within ``server.drain_s``.
@@ -6,16 +6,18 @@ then uvicorn stops accepting and lets in-flight sends finish within ``server.dra
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import signal
+import socket
 
 import anyio
 import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
-from router.config import RouterSettings, load_settings
+from router.config import RouterSettings
 from router.engine import Router
 from router.events import EventBus
 from router.sidecar.app import create_app
@@ -27,13 +29,20 @@ SANDBOX_CALLBACK_TOKEN = "sandbox-callback-token"  # noqa: S105 - the sandbox's 
 
 
 async def serve(
-    config: str | None, sandbox: bool, host: str | None = None, port: int | None = None
+    settings: RouterSettings | None, sandbox: bool, host: str | None = None, port: int | None = None
 ) -> None:
-    async with anyio.create_task_group() as tg:
+    """Serve ``settings`` (checked by the caller), or with ``sandbox`` the emulators' own:
+    they run in threads of their own, so a large send's receipt pushes never hold up the
+    loop that answers ``/livez`` and the API."""
+    with contextlib.ExitStack() as emulators:
         if sandbox:
-            settings = await _start_sandbox(tg, host, port)
-        else:
-            settings = load_settings(config)
+            settings = await anyio.to_thread.run_sync(_start_sandbox, emulators, host, port)
+        assert settings is not None
+        await _serve(settings, host, port)
+
+
+async def _serve(settings: RouterSettings, host: str | None, port: int | None) -> None:
+    async with anyio.create_task_group() as tg:
         host = host or settings.server.host
         port = port if port is not None else settings.server.port
         configure_sdk_from_env()
@@ -58,10 +67,27 @@ async def serve(
         # under sustained load walk only what sends create.
         gc.collect()
         gc.freeze()
-        log.info("sidecar listening on http://%s:%d", host, port)
+        log.info("sidecar starting on http://%s:%d", host, port)
         # _serve: our own signal handling (readiness first), not uvicorn's.
         await server._serve()
         tg.cancel_scope.cancel()
+
+
+def address_problem(host: str, port: int) -> str | None:
+    """Why the sidecar could not listen on ``host:port`` (None: it can), checked before
+    starting so that a busy port is one clear line, not uvicorn's tracebacks."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"cannot resolve {host!r}: {exc}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 async def _drain_on_signal(app: Starlette, server: uvicorn.Server, grace_s: float) -> None:
@@ -75,18 +101,23 @@ async def _drain_on_signal(app: Starlette, server: uvicorn.Server, grace_s: floa
             return
 
 
-async def _start_sandbox(
-    tg: anyio.abc.TaskGroup, host: str | None, port: int | None
+def _start_sandbox(
+    emulators: contextlib.ExitStack, host: str | None, port: int | None
 ) -> RouterSettings:
-    from router.sidecar.sandbox import create_sandbox, run_sandbox, sandbox_settings
+    """Start the emulators, each in a thread with its own loop (stopped by ``emulators``)."""
+    from providers.emulators.server import ThreadedServer
+    from router.sidecar.sandbox import create_sandbox, sandbox_settings
 
     box = create_sandbox()
-    await run_sandbox(box, tg)
+    for name, app in box.apps.items():
+        server = ThreadedServer(app, port=int(box.urls[name].rsplit(":", 1)[1]))
+        server.start()
+        emulators.callback(server.stop)
     base = f"http://{host or '127.0.0.1'}:{port if port is not None else 8080}"
     token = SANDBOX_CALLBACK_TOKEN
     box.state("v1platform").callback_url = f"{base}/v1/callbacks/v1platform/status?token={token}"
     box.state("ronglian").callback_url = f"{base}/v1/callbacks/ronglian/receipt?token={token}"
-    log.info("sandbox emulators listening: %s", box.urls)
+    log.info("sandbox emulators listening (own threads): %s", box.urls)
     return sandbox_settings(
         box,
         server={"callback_tokens": {"v1platform": token, "ronglian": token}},

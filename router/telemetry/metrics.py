@@ -67,7 +67,9 @@ BREAKER_VALUE = {
 }
 ERROR_CLASSES = ("none", *(e.value for e in ErrorClass))
 DEDUPE_RESULTS = ("new", "replay", "conflict")
-SEND_OUTCOMES = ("ok", "partial", "failed", "refused")
+# ok: every recipient accepted (the API's "ok": true); excluded: every recipient the router
+# could send was accepted, others were the caller's own (invalid, throttled, unroutable).
+SEND_OUTCOMES = ("ok", "excluded", "partial", "failed", "refused")
 CALLBACK_REJECTIONS = ("token", "address", "unreadable", "unknown_kind", "not_configured")
 REFUSAL_REASONS = ("store", "internal", "bad_message", "conflict", "pending")
 # Refusals that are the router's fault count their recipients as "refused" in the
@@ -391,14 +393,19 @@ class MetricsSink:
     def _send_finished(self, event: SendFinished) -> None:
         c = self._per_scene[self._scene(event.scene)]
         self.metrics.inflight.dec()
-        answerable = accepted = 0
+        answerable = accepted = excluded = 0
         for status, n in event.by_status:
             c.recipients[status].inc(n)
             if status == "accepted":
                 accepted = n
-            if status not in CALLERS_OWN:
+            if status in CALLERS_OWN:
+                excluded += n
+            else:
                 answerable += n
-        outcome = "ok" if accepted == answerable else "partial" if accepted else "failed"
+        if accepted < answerable:
+            outcome = "partial" if accepted else "failed"
+        else:  # every recipient the router could send was accepted: "ok" only if that is all
+            outcome = "excluded" if excluded else "ok"
         c.sends[outcome].inc()
         c.latency.observe(event.duration_s, self._exemplar(event.send_id))
 
