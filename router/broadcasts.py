@@ -25,18 +25,22 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 import orjson
 
+from providers.base import Batch, Verdict
+from providers.http import send_batch
 from router.errors import (
     IdempotencyConflictError,
     InvalidMobileError,
     MessageError,
     StateStoreError,
 )
+from router.events import UnknownResolved
 from router.ids import new_id
 from router.mobile import normalise
 from router.model import Message, RecipientOutcome, RecipientStatus
@@ -210,15 +214,17 @@ class Broadcasts:
         self, spec: JobSpec, index: int, mobiles: list[str], claim: Claimed
     ) -> tuple[list[list[Any]], int]:
         """The chunk's rows (one per recipient, in order) and how many were given to send."""
-        maybe_sent = {m for entry in claim.journal for m in entry.mobiles}
+        # Numbers an earlier run may have sent: never sent again; settled where the provider
+        # can prove what became of them, else unknown.
+        settled = await self._settle_journaled(spec, claim.journal)
         region = self.router.settings.default_region
         rows: list[list[Any] | None] = [None] * len(mobiles)
         to_send: list[str] = []
         positions: dict[str, int] = {}
         for i, raw in enumerate(mobiles):
             e164 = _e164(raw, region)
-            if e164 is not None and e164 in maybe_sent:
-                rows[i] = [raw, e164, RecipientStatus.UNKNOWN.value, None, None, TAKEN_OVER]
+            if e164 is not None and e164 in settled:
+                rows[i] = [raw, *settled[e164]]
             elif claim.cancelled:
                 rows[i] = [raw, e164, "cancelled", None, None, "the broadcast was cancelled"]
             else:
@@ -229,9 +235,8 @@ class Broadcasts:
 
             async def journal(provider: str, request_id: str, e164s: tuple[str, ...]) -> bool:
                 try:
-                    return await self.jobs.journal(
-                        spec.job_id, index, claim.token, JournalEntry(provider, request_id, e164s)
-                    )
+                    entry = JournalEntry(provider, request_id, e164s, time.time())
+                    return await self.jobs.journal(spec.job_id, index, claim.token, entry)
                 except StateStoreError as exc:
                     log.warning("broadcast %s chunk %d not sent: %s", spec.job_id, index, exc)
                     return False
@@ -240,6 +245,80 @@ class Broadcasts:
             for outcome in result.recipients:
                 rows[positions[outcome.mobile]] = _row(outcome)
         return [row for row in rows if row is not None], len(to_send)
+
+    async def _settle_journaled(
+        self, spec: JobSpec, journal: Sequence[JournalEntry]
+    ) -> dict[str, list[Any]]:
+        """Row tails (after the mobile as given) of the numbers in earlier runs' journaled
+        requests, by E.164."""
+        settled: dict[str, list[Any]] = {}
+        for entry in journal:
+            unknown = [None, RecipientStatus.UNKNOWN.value, entry.provider, None, TAKEN_OVER]
+            outcomes = await self._replay(spec, entry)
+            for e164 in entry.mobiles:
+                settled[e164] = [e164, *outcomes.get(e164, unknown)[1:]]
+        return settled
+
+    async def _replay(self, spec: JobSpec, entry: JournalEntry) -> dict[str, list[Any]]:
+        """Resend a journaled request under its own request id where the provider refuses a
+        reused one (Ronglian's reqId, one China day): a duplicate refusal proves the dead run's
+        request was taken; an acceptance means it never arrived and this one went. Anything
+        else, or a provider without that property: nothing settled (the numbers stay
+        unknown). The same rules as the reconciler's replay of a single send."""
+        router = self.router
+        rt = router.runtimes.get(entry.provider)
+        if (
+            rt is None
+            or rt.replay is None
+            or not router.settings.resilience.replay_unknown
+            or not entry.request_id  # a coalesced request's id is shared: proves nothing
+            or not entry.at
+        ):
+            return {}
+        first = datetime.fromtimestamp(entry.at, tz=UTC)
+        if router.clock.now() >= rt.replay.replay_until(first):
+            return {}
+        message = Message(entry.mobiles, spec.scene, spec.params, spec.content, None, spec.tags)
+        prepared = router._prepare(message, require_route=False)
+        rendered = prepared.renders.get(entry.provider)
+        if rendered is None:
+            return {}
+        batch = Batch(
+            entry.request_id, tuple(t.mobile for t in prepared.recipients.trackers), rendered
+        )
+        async with rt.limiter:
+            if rt.rate is not None:
+                await rt.rate.acquire()
+            result = await send_batch(
+                rt.provider, rt.client, batch, timeout_s=rt.provider.settings.timeout_s
+            )
+        if rt.replay.already_taken(result):
+            why = "taken from an earlier run's request (its request id was refused as a reuse)"
+            rows = {m.e164: [m.e164, "accepted", entry.provider, None, why] for m in batch.mobiles}
+            outcome = {"taken": len(rows)}
+        else:
+            rows, outcome = {}, {}
+            for r in result.recipients:
+                if r.verdict is Verdict.ACCEPTED:
+                    rows[r.mobile.e164] = [
+                        r.mobile.e164,
+                        "accepted",
+                        entry.provider,
+                        r.provider_message_id,
+                        None,
+                    ]
+                    outcome["sent"] = outcome.get("sent", 0) + 1
+                else:
+                    outcome["unknown"] = outcome.get("unknown", 0) + 1
+        for kind, n in outcome.items():
+            router.events.emit(UnknownResolved(entry.provider, "replay", kind, n, ""))
+        log.info(
+            "broadcast %s: earlier run's request at %s settled: %s",
+            spec.job_id,
+            entry.provider,
+            outcome,
+        )
+        return rows
 
     # -- follow -----------------------------------------------------------------------------
 

@@ -16,9 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from providers.base import Batch, Verdict
 from providers.emulators._common import FaultSettings
+from providers.http import send_batch
 from router.broadcasts import TAKEN_OVER, Broadcasts, job_id_for
 from router.errors import IdempotencyConflictError, MessageError
+from router.ids import new_id
 from router.model import Message
 from router.state.jobs import (
     ChunkBusy,
@@ -162,7 +165,10 @@ async def test_a_chunk_taken_over_from_a_killed_run_never_resends_what_it_may_ha
     sandbox: RunningSandbox,
 ) -> None:
     sandbox.reset()
-    async with only(sandbox, "ronglian", broadcasts={"claim_s": 0.5}) as router:
+    no_replay = {"replay_unknown": False}  # this test: the plain takeover, nothing settled
+    async with only(
+        sandbox, "ronglian", broadcasts={"claim_s": 0.5}, resilience=no_replay
+    ) as router:
         jobs = router.broadcasts.jobs
         chunk = NUMBERS[:600]
         spec = _spec("bc_killed", [chunk])
@@ -234,3 +240,46 @@ def test_repeats_are_dropped_by_number_not_by_spelling(mobiles: list[str]) -> No
     assert len(unique) + duplicates == len(mobiles)
     assert len({m[-11:] if len(m) > 5 else m for m in unique}) == len(unique)
     assert unique == [m for i, m in enumerate(mobiles) if m in unique and mobiles.index(m) == i]
+
+
+async def test_a_taken_over_ronglian_request_is_settled_by_its_own_request_id(
+    sandbox: RunningSandbox,
+) -> None:
+    """The dead run journaled two Ronglian requests: the first reached the provider, the
+    second never left. Resent under their own reqIds, the first is refused as a reuse (so it
+    was taken: accepted) and the second is accepted (it never arrived: this is its one SMS)."""
+    sandbox.reset()
+    async with only(sandbox, "ronglian", broadcasts={"claim_s": 0.5}) as router:
+        jobs = router.broadcasts.jobs
+        chunk = NUMBERS[:500]
+        await jobs.create(_spec("bc_replay", [chunk]), [chunk], 60)
+        assert isinstance(await jobs.claim("bc_replay", 0, "dead", 0.5), Claimed)
+        sent_first, never_sent = chunk[:200], chunk[200:400]
+        rt = router.runtimes["ronglian"]
+        prepared = router._prepare(Message(sent_first, "login_code", {"code": "1"}))
+        first = Batch(
+            new_id(),
+            tuple(t.mobile for t in prepared.recipients.trackers),
+            prepared.renders["ronglian"],
+        )
+        for numbers, request_id in ((sent_first, first.request_id), (never_sent, new_id())):
+            entry = JournalEntry(
+                "ronglian", request_id, tuple(f"+86{m}" for m in numbers), time.time()
+            )
+            assert await jobs.journal("bc_replay", 0, "dead", entry)
+        taken = await send_batch(rt.provider, rt.client, first)  # ...and then it was killed
+        assert taken.verdict is Verdict.ACCEPTED
+        await anyio.sleep(0.6)
+        run = await router.broadcasts.run_chunk("bc_replay", 0)
+        assert (run.outcome, run.sent) == ("finished", 100)
+        progress = await jobs.progress("bc_replay")
+        found = await router.broadcasts.results("bc_replay", 0, 500)
+    assert progress is not None and progress.counts == {"accepted": 500}
+    assert found is not None
+    rows = found[1]
+    assert {r["error"] for r in rows[:200]} == {
+        "taken from an earlier run's request (its request id was refused as a reuse)"
+    }
+    assert all(r["provider_message_id"] for r in rows[200:])  # resent: this is their SMS
+    # Every number taken exactly once (the resend of the first request was refused, not taken).
+    assert Counter(sandbox.state("ronglian").taken) == Counter(chunk)

@@ -80,19 +80,21 @@ class JournalEntry:
     """One provider request of a chunk, written before it was sent."""
 
     provider: str
-    request_id: str
+    request_id: str  # "" when the request was shared with other messages (coalesced)
     mobiles: tuple[str, ...]  # E.164
+    at: float = 0.0  # epoch seconds when it was written (just before sending)
 
     def line(self) -> bytes:
-        return orjson.dumps([self.provider, self.request_id, list(self.mobiles)]) + b"\n"
+        fields = [self.provider, self.request_id, list(self.mobiles), self.at]
+        return orjson.dumps(fields) + b"\n"
 
     @classmethod
     def parse(cls, raw: bytes) -> tuple[JournalEntry, ...]:
         entries = []
         for line in raw.splitlines():
             if line.strip():
-                provider, request_id, mobiles = orjson.loads(line)
-                entries.append(cls(provider, request_id, tuple(mobiles)))
+                provider, request_id, mobiles, *at = orjson.loads(line)
+                entries.append(cls(provider, request_id, tuple(mobiles), *at))
         return tuple(entries)
 
 
