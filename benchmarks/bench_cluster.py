@@ -346,11 +346,13 @@ def main() -> None:
     results = [
         run(args.recipients, args.workers, args.flap_s, args.kill_at) for _ in range(args.runs)
     ]
+    statuses = sorted({status for r in results for status in r["statuses"]})
     rows = [
         {
             "run": i + 1,
             "s": r["total_s"],
-            **{f"n_{k}": v for k, v in sorted(r["statuses"].items())},
+            **{f"n_{k}": r["statuses"].get(k, 0) for k in statuses},
+            "unknown_taken": r["unknown_taken"],
             "twice": r["taken_twice"],
             "false": r["false_accepted"] + r["false_rejected"],
             "lost": r["lost"],
@@ -360,13 +362,13 @@ def main() -> None:
         }
         for i, r in enumerate(results)
     ]
+    if not args.smoke:
+        write_result("cluster", {"runs": results})
     print(table(rows))
     for r in results:
         print("requests", r["requests"], "ceil(n/limit)", r["ceil_n_over_limit"])
         print("peak RSS MB", r["peak_rss_mb"])
         print("reasons", r["reasons"])
-    if not args.smoke:
-        write_result("cluster", {"runs": results})
     bad = [
         r
         for r in results
