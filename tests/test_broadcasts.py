@@ -283,3 +283,16 @@ async def test_a_taken_over_ronglian_request_is_settled_by_its_own_request_id(
     assert all(r["provider_message_id"] for r in rows[200:])  # resent: this is their SMS
     # Every number taken exactly once (the resend of the first request was refused, not taken).
     assert Counter(sandbox.state("ronglian").taken) == Counter(chunk)
+
+
+async def test_the_memory_store_never_drops_a_running_job() -> None:
+    jobs = MemoryJobStore(max_jobs=2)
+    chunks = [["13800000001"]]
+    for name in ("bc_a", "bc_b"):
+        await jobs.create(_spec(name, chunks), chunks, 60)
+    with pytest.raises(MessageError, match="still running"):
+        await jobs.create(_spec("bc_c", chunks), chunks, 60)
+    assert isinstance(await jobs.claim("bc_a", 0, "t", 30), Claimed)
+    assert await jobs.finish("bc_a", 0, "t", b"[]", {"accepted": 1})
+    await jobs.create(_spec("bc_c", chunks), chunks, 60)  # the finished one makes room
+    assert await jobs.progress("bc_a") is None and await jobs.progress("bc_b") is not None

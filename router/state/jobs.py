@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from router.errors import MessageError
+
 # Every status a recipient of a broadcast can end in: the send statuses plus "cancelled".
 JOB_STATUSES = (
     "accepted",
@@ -205,7 +207,8 @@ class _Job:
 
 class MemoryJobStore:
     """One process's jobs (the in-process executor with the memory state store); bounded by
-    ``max_jobs`` (oldest dropped first) and by each job's TTL."""
+    ``max_jobs`` (the oldest finished one is forgotten first; with ``max_jobs`` running, a new
+    one is refused) and by each job's TTL."""
 
     def __init__(self, max_jobs: int = 100) -> None:
         self._jobs: dict[str, _Job] = {}
@@ -224,8 +227,15 @@ class MemoryJobStore:
         existing = self._get(spec.job_id)
         if existing is not None:
             return existing.spec if existing.spec.fingerprint == spec.fingerprint else None
-        while len(self._jobs) >= self._max_jobs:
-            self._jobs.pop(next(iter(self._jobs)))
+        if len(self._jobs) >= self._max_jobs:
+            # Forget the oldest finished job; a running one is never dropped.
+            done = [j for j, job in self._jobs.items() if len(job.rows) >= job.spec.chunks]
+            if not done:
+                raise MessageError(
+                    f"{self._max_jobs} broadcasts are still running in this process (memory "
+                    "state store): retry when one has finished, or use the Redis store"
+                )
+            del self._jobs[done[0]]
         self._jobs[spec.job_id] = _Job(spec, [list(c) for c in chunks], time.monotonic() + ttl_s)
         return spec
 
