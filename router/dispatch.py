@@ -203,8 +203,11 @@ class Dispatcher:
         mobiles, rendered = tuple(t.mobile for t in chunk), job.renders[name]
         # Coalesced: the batch joins a request shared with other messages (its id is theirs).
         coalescer = rt.coalescer
-        if coalescer is not None and not await self._journaled(
-            job, name, Batch("", mobiles, rendered)
+        journal = job.journal  # broadcast chunks only: no await on the single-send path
+        if (
+            journal is not None
+            and coalescer is not None
+            and not await self._journaled(job, name, Batch("", mobiles, rendered))
         ):
             rt.breaker.release(permit)  # journaled before joining: a joined request must go
             return None
@@ -216,7 +219,11 @@ class Dispatcher:
         try:
             if rt.rate is not None and joined is None:
                 await rt.rate.acquire()
-            if joined is None and not await self._journaled(job, name, batch):
+            if (
+                journal is not None
+                and joined is None
+                and not await self._journaled(job, name, batch)
+            ):
                 rt.breaker.release(permit)
                 return None
             started = self.clock.monotonic()
@@ -272,8 +279,7 @@ class Dispatcher:
     @staticmethod
     async def _journaled(job: RouteJob, provider: str, batch: Batch) -> bool:
         """A broadcast chunk writes each request to its journal before sending it."""
-        if job.journal is None:
-            return True
+        assert job.journal is not None
         return await job.journal(provider, batch.request_id, tuple(m.e164 for m in batch.mobiles))
 
     def _park(self, rt: ProviderRuntime, fault: Fault) -> None:

@@ -161,16 +161,18 @@ async def test_a_broadcast_survives_a_worker_killed_mid_way(
     assert seen == sorted(seen)  # progress never goes back
     statuses = {r["mobile"]: r["status"] for r in rows}
     assert len(statuses) == 4000 and set(statuses.values()) <= {"accepted", "unknown"}, out
-    sent = Counter(
-        m for p in ("v1platform", "ronglian") for b in sandbox.mobiles_sent(p) for m in b
-    )
-    assert max(sent.values()) == 1  # no number sent twice
+    # What the providers took (a Ronglian resend under a reused reqId is received, refused as
+    # a reuse, and takes nothing: it is how a takeover proves the first was taken).
+    taken = Counter(m for p in ("v1platform", "ronglian") for m in sandbox.state(p).taken)
+    assert max(taken.values()) == 1  # no number sent twice
     accepted = {m for m, s in statuses.items() if s == "accepted"}
-    assert accepted <= set(sent)  # every accepted number really reached a provider
-    assert set(sent) <= set(numbers)
+    assert accepted <= set(taken)  # every accepted number really reached a provider
+    assert set(taken) <= set(numbers)
     # Only the killed worker's in-flight chunk may be unknown; nothing else is lost.
     assert len(statuses) - len(accepted) <= 200
     requests = len(sandbox.sends("v1platform")) + len(sandbox.sends("ronglian"))
-    assert requests <= 20  # ceil(4000 / 200): the killed chunk's request was not repeated
+    # ceil(4000 / 200) = 20, plus at most the killed chunk's one request resent under its own
+    # reqId at Ronglian (refused as a reuse: nothing taken twice)
+    assert requests <= 21
     assert progress.counts.get("accepted", 0) == len(accepted)
     print("killed-worker broadcast:", dict(progress.counts), "requests", requests)
