@@ -31,6 +31,7 @@ does, to bound the redelivery time).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from router.model import Message
 from router.sidecar.schemas import result_json
 from router.sync import SyncRouter
 
+log = logging.getLogger("router.celery")
 SEND_TASK = "sms_router.send"
 CHUNK_TASK = "sms_router.broadcast_chunk"
 CONFIG_ENV = "SMS_ROUTER_CONFIG"
@@ -100,6 +102,11 @@ def install(app: Any, config: str | None = None, *, queue: str = "sms_router") -
             run = portal.call(router.broadcasts.run_chunk, job_id, index)
         except StateStoreError as exc:
             raise self.retry(countdown=1.0, exc=exc) from None
+        except Exception as exc:
+            # A failed chunk must not leave its job "running" for ever: retried (a chunk is
+            # safe to run again), and logged with its traceback for the bug report.
+            log.exception("broadcast %s chunk %d failed; retried in 5 s", job_id, index)
+            raise self.retry(countdown=5.0, exc=exc) from None
         if run.outcome == "busy":
             raise self.retry(countdown=max(0.5, min(run.retry_in_s, 30.0)))
         return run.outcome
