@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from providers.emulators._common import EmulatorState, RecordedRequest
-from providers.emulators.server import ThreadedServer, free_port
+from providers.emulators.server import ThreadedServer
 from router.config import RouterSettings
 from router.engine import Router
 from router.sidecar.sandbox import Sandbox, create_sandbox, sandbox_settings
@@ -76,9 +76,12 @@ def only(sandbox: RunningSandbox, *names: str, router_kw: Any = None, **override
 
 @contextmanager
 def running_sandbox() -> Iterator[RunningSandbox]:
-    ports = {name: free_port() for name in ("baofoo", "v1platform", "ronglian")}
-    box = create_sandbox(ports)
-    servers = {name: ThreadedServer(app, port=ports[name]) for name, app in box.apps.items()}
+    # Bound first (any free port, atomically), then the apps learn their URLs.
+    names = ("baofoo", "v1platform", "ronglian")
+    servers = {name: ThreadedServer(None) for name in names}
+    box = create_sandbox({name: server.port for name, server in servers.items()})
+    for name, server in servers.items():
+        server.app = box.apps[name]
     try:
         for server in servers.values():
             server.start()

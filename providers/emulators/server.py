@@ -34,6 +34,11 @@ def _config(app: Any, host: str, port: int) -> uvicorn.Config:
 class ThreadedServer:
     """A uvicorn server in a daemon thread; ``stop()`` then ``start()`` again for outages.
 
+    The listening socket is bound when the server is created (port 0: any free port, taken
+    atomically), not when its thread starts: a port picked earlier and bound later can be
+    taken in between by any outgoing connection of a busy test run (ephemeral ports come from
+    the same range), and the server would fail to start.
+
     >>> with ThreadedServer(app) as server:
     ...     httpx.get(server.url + "/_emulator/faults")
     """
@@ -41,17 +46,36 @@ class ThreadedServer:
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.app = app
         self.host = host
-        self.port = port or free_port(host)
+        self._socket: socket.socket | None = self._bind(port or 0)
+        self.port: int = self._socket.getsockname()[1]
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+
+    def _bind(self, port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 10.0) -> None:
+        # After stop() the socket is closed: the same port again (an outage ends).
+        sock = self._socket or self._bind(self.port)
+        self._socket = None
         server = uvicorn.Server(_config(self.app, self.host, self.port))
-        thread = threading.Thread(target=server.run, name=f"emulator:{self.port}", daemon=True)
+        thread = threading.Thread(
+            target=server.run,
+            kwargs={"sockets": [sock]},
+            name=f"emulator:{self.port}",
+            daemon=True,
+        )
         thread.start()
         deadline = time.monotonic() + timeout_s
         while not server.started:

@@ -12,7 +12,7 @@ sees the router route real HTTP traffic without any provider account; embedded, 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +22,11 @@ from starlette.applications import Starlette
 from providers.baofoo import SCENES
 from providers.emulators import baofoo, ronglian, v1platform
 from providers.emulators._common import EmulatorState
-from providers.emulators.server import free_port, serve_in_loop
+from providers.emulators.server import ThreadedServer, free_port, serve_in_loop
 from router.config import RouterSettings, load_settings
 
 HOST = "127.0.0.1"
+NAMES = ("baofoo", "v1platform", "ronglian")
 RONGLIAN_SID = "sandboxsid00000000000000000000000"
 
 # Which scenes Ronglian's documented test template (id "1": code, minutes) can carry.
@@ -48,13 +49,30 @@ class Sandbox:
 def running_sandbox(**overrides: Any) -> Iterator[RouterSettings]:
     """The three emulators on loopback, each in a thread of its own, and router settings
     that use them (``overrides`` as for :func:`sandbox_settings`); stopped on exit."""
-    from providers.emulators.server import ThreadedServer
-
-    box = create_sandbox()
-    with ExitStack() as servers:
-        for name, app in box.apps.items():
-            servers.enter_context(ThreadedServer(app, port=int(box.urls[name].rsplit(":", 1)[1])))
+    box, servers = start_sandbox()
+    try:
         yield sandbox_settings(box, **overrides)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def start_sandbox() -> tuple[Sandbox, list[ThreadedServer]]:
+    """The three emulators started, each in a thread with its own loop (stop them when
+    done); their ports are bound first, atomically, then the apps learn their URLs."""
+    servers = {name: ThreadedServer(None, host=HOST) for name in NAMES}
+    box = create_sandbox({name: server.port for name, server in servers.items()})
+    started: list[ThreadedServer] = []
+    try:
+        for name, server in servers.items():
+            server.app = box.apps[name]
+            server.start()
+            started.append(server)
+    except BaseException:
+        for server in started:
+            server.stop()
+        raise
+    return box, started
 
 
 def create_sandbox(ports: dict[str, int] | None = None) -> Sandbox:

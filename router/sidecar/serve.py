@@ -105,13 +105,10 @@ def _start_sandbox(
     emulators: contextlib.ExitStack, host: str | None, port: int | None
 ) -> RouterSettings:
     """Start the emulators, each in a thread with its own loop (stopped by ``emulators``)."""
-    from providers.emulators.server import ThreadedServer
-    from router.sidecar.sandbox import create_sandbox, sandbox_settings
+    from router.sidecar.sandbox import sandbox_settings, start_sandbox
 
-    box = create_sandbox()
-    for name, app in box.apps.items():
-        server = ThreadedServer(app, port=int(box.urls[name].rsplit(":", 1)[1]))
-        server.start()
+    box, servers = start_sandbox()
+    for server in servers:
         emulators.callback(server.stop)
     base = f"http://{host or '127.0.0.1'}:{port if port is not None else 8080}"
     token = SANDBOX_CALLBACK_TOKEN
