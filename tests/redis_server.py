@@ -95,8 +95,18 @@ def frozen(server: RedisServer) -> Iterator[None]:
 
 @contextmanager
 def redis_server(tmp: Path, persistent: bool = False) -> Iterator[RedisServer]:
-    server = RedisServer(free_port(), tmp, persistent)
-    server.start()
+    # A picked port may be taken before redis-server binds it (an outgoing connection of a
+    # busy run): then it exits at once, and another port is tried.
+    for attempt in range(3):
+        server = RedisServer(free_port(), tmp, persistent)
+        try:
+            server.start()
+            break
+        except RuntimeError:
+            exited = server.proc is not None and server.proc.poll() is not None
+            server.stop()
+            if not exited or attempt == 2:
+                raise
     try:
         yield server
     finally:

@@ -15,6 +15,8 @@ import pytest
 from providers.emulators.server import free_port
 from tests.sandbox import RunningSandbox
 
+PORT_TAKEN = 4  # `serve`'s exit code for an address in use
+
 CONFIG = """
 receipt_poll_s = {receipt_poll_s}
 balance_poll_s = 0
@@ -71,12 +73,18 @@ def sidecar(
     config.write_text(
         CONFIG.format(receipt_poll_s=receipt_poll_s, **sandbox.box.urls), encoding="utf-8"
     )
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "router", "serve", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    for _ in range(3):  # exit code 4: the picked port was taken before the sidecar bound it
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "router", "serve", "--config", str(config), "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            if proc.wait(0.5) != PORT_TAKEN:
+                break
+        except subprocess.TimeoutExpired:
+            break  # still running: it is listening, or starting
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(f"{url}/readyz", proc)
