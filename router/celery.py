@@ -73,7 +73,7 @@ def install(app: Any, config: str | None = None, *, queue: str = "sms_router") -
     routes.update({SEND_TASK: {"queue": queue}, CHUNK_TASK: {"queue": queue}})
     app.conf.task_routes = routes
 
-    @app.task(name=SEND_TASK, acks_late=False)  # type: ignore[untyped-decorator]
+    @app.task(name=SEND_TASK, acks_late=False)  # type: ignore[untyped-decorator, unused-ignore]
     def send(message: dict[str, Any]) -> dict[str, Any]:
         # At most once per delivery; a redelivered task with an idempotency key sends nothing
         # twice (the record is shared through the Redis state store).
@@ -89,7 +89,7 @@ def install(app: Any, config: str | None = None, *, queue: str = "sms_router") -
         )
         return result_json(result)
 
-    @app.task(  # type: ignore[untyped-decorator]
+    @app.task(  # type: ignore[untyped-decorator, unused-ignore]
         name=CHUNK_TASK,
         bind=True,
         acks_late=True,

@@ -60,7 +60,7 @@ def sentinel_for(master_port: int, workdir: Path) -> Iterator[int]:
         while True:
             try:
                 client = redis.Redis(port=port, socket_timeout=1)
-                if client.execute_command(  # type: ignore[no-untyped-call]
+                if client.execute_command(  # type: ignore[no-untyped-call, unused-ignore]
                     "SENTINEL", "get-master-addr-by-name", "mymaster"
                 ):
                     break

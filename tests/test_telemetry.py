@@ -139,7 +139,7 @@ async def test_span_tree_of_a_failed_over_send(sandbox: RunningSandbox) -> None:
         assert "13800000003" not in str(span.to_json())
         assert "sandbox-pass" not in str(span.to_json())
     # The latency histogram carries the trace id as an exemplar (OpenMetrics).
-    exposition = openmetrics_latest(registry).decode()  # type: ignore[no-untyped-call]
+    exposition = openmetrics_latest(registry).decode()  # type: ignore[no-untyped-call, unused-ignore]
     assert format(root.context.trace_id, "032x") in exposition
 
 

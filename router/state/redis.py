@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from router.errors import ConfigError, StateStoreError
 from router.state.base import Acquired, Conflict, Done, InProgress, Reservation, StatsCounts
@@ -186,7 +186,7 @@ def _via_sentinel(url: str, options: dict[str, Any]) -> tuple[aioredis.Redis, st
         )
     service, db = path[0], int(path[1]) if len(path) > 1 else 0
     timeouts = {k: options[k] for k in ("socket_timeout", "socket_connect_timeout")}
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
         nodes, sentinel_kwargs=timeouts, password=password, db=db, **options
     )
     return sentinel.master_for(service), f"sentinel master {service!r} via {hosts}"
