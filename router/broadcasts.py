@@ -33,7 +33,6 @@ import anyio.abc
 import orjson
 
 from providers.base import Batch, Verdict
-from providers.http import send_batch
 from router.errors import (
     IdempotencyConflictError,
     InvalidMobileError,
@@ -44,6 +43,7 @@ from router.events import UnknownResolved
 from router.ids import new_id
 from router.mobile import normalise
 from router.model import Message, RecipientOutcome, RecipientStatus
+from router.reconcile import resend_same_id
 from router.state.base import fingerprint
 from router.state.jobs import (
     ChunkBusy,
@@ -222,7 +222,8 @@ class Broadcasts:
         to_send: list[str] = []
         positions: dict[str, int] = {}
         for i, raw in enumerate(mobiles):
-            e164 = _e164(raw, region)
+            # Normalised here only for rows settled here (the send does its own).
+            e164 = _e164(raw, region) if settled or claim.cancelled else None
             if e164 is not None and e164 in settled:
                 rows[i] = [raw, *settled[e164]]
             elif claim.cancelled:
@@ -286,13 +287,8 @@ class Broadcasts:
         batch = Batch(
             entry.request_id, tuple(t.mobile for t in prepared.recipients.trackers), rendered
         )
-        async with rt.limiter:
-            if rt.rate is not None:
-                await rt.rate.acquire()
-            result = await send_batch(
-                rt.provider, rt.client, batch, timeout_s=rt.provider.settings.timeout_s
-            )
-        if rt.replay.already_taken(result):
+        result, taken = await resend_same_id(rt, batch, rt.provider.settings.timeout_s)
+        if taken:
             why = "taken from an earlier run's request (its request id was refused as a reuse)"
             rows = {m.e164: [m.e164, "accepted", entry.provider, None, why] for m in batch.mobiles}
             outcome = {"taken": len(rows)}

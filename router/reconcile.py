@@ -33,6 +33,20 @@ RECONCILE_POLL_S = 0.2
 Recorder = Callable[[list[DeliveryReport]], Awaitable[list[DeliveryReport]]]
 
 
+async def resend_same_id(
+    rt: ProviderRuntime, batch: Batch, timeout_s: float
+) -> tuple[AttemptResult, bool]:
+    """Resend ``batch`` under its own request id at a ``ReplaySafe`` provider, within its
+    concurrency and rate limit: the result, and whether it was refused as a reused id (then
+    the first request was taken). No breaker permit: a resend is reconciliation, not routing."""
+    assert rt.replay is not None
+    async with rt.limiter:
+        if rt.rate is not None:
+            await rt.rate.acquire()
+        result = await send_batch(rt.provider, rt.client, batch, timeout_s=timeout_s)
+    return result, rt.replay.already_taken(result)
+
+
 class Reconciler:
     def __init__(
         self,
@@ -143,13 +157,9 @@ class Reconciler:
         timeout = max(0.001, min(rt.provider.settings.timeout_s, job.deadline - self._now()))
         for tracker in trackers:
             tracker.in_flight = provider
-        async with rt.limiter:
-            if rt.rate is not None:
-                await rt.rate.acquire()
-            result = await send_batch(rt.provider, rt.client, batch, timeout_s=timeout)
+        result, taken = await resend_same_id(rt, batch, timeout)
         for tracker in trackers:
             tracker.in_flight = None
-        taken = rt.replay.already_taken(result)
         self._settle_replayed(provider, request_id, trackers, result, taken, resend)
 
     def _settle_replayed(

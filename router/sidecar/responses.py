@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,10 +22,18 @@ def error_response(status_code: int, kind: str, detail: Any) -> Response:
     return json_response({"error": kind, "detail": detail}, status_code)
 
 
+Body = TypeVar("Body", bound=BaseModel)
+
+
 async def parse_send(request: Request) -> SendRequest | Response:
     """The request's :class:`SendRequest`, or the 422 answer that says what is wrong with it."""
+    return await parse_body(request, SendRequest)
+
+
+async def parse_body(request: Request, model: type[Body]) -> Body | Response:
+    """The request's body as ``model``, or the 422 answer that says what is wrong with it."""
     try:
-        return SendRequest.model_validate_json(await request.body())
+        return model.model_validate_json(await request.body())
     except ValidationError as exc:
         errors = [
             {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]}

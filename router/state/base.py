@@ -158,6 +158,11 @@ class StateStore(Protocol):
     async def aclose(self) -> None: ...
 
 
+def text(value: object) -> str:
+    """A store reply (bytes or str) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def fingerprint(message: Message) -> str:
     """A stable hash of what the message says: the same key must mean the same message."""
     canonical = {

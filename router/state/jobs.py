@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import orjson
 
 from router.errors import MessageError
+from router.state.base import text
 
 # Every status a recipient of a broadcast can end in: the send statuses plus "cancelled".
 JOB_STATUSES = (
@@ -400,7 +401,8 @@ return out
 
 
 class RedisJobStore:
-    """Jobs in the state store's Redis, shared by every sidecar and Celery worker."""
+    """Jobs in the state store's Redis, shared by every sidecar and Celery worker (built by
+    :func:`job_store_for` only when the state store is Redis: redis-py is installed)."""
 
     def __init__(self, store: Any) -> None:
         # ``store`` is the RedisStateStore whose client, prefix and error mapping we share.
@@ -438,7 +440,7 @@ class RedisJobStore:
         ]
         keys = [self._key(spec.job_id), self._active]
         answer = await self._call("job create", lambda: self._create(keys=keys, args=args))
-        kind = _text(answer[0])
+        kind = text(answer[0])
         if kind == "conflict":
             return None
         return JobSpec.decode(answer[1]) if kind == "exists" else spec
@@ -451,21 +453,21 @@ class RedisJobStore:
         raw = await self._call(
             "job chunk", lambda: self._redis.hget(self._key(job_id), f"m:{index}")
         )
-        return [] if not raw else _text(raw).split("\n")
+        return [] if not raw else text(raw).split("\n")
 
     async def claim(self, job_id: str, index: int, token: str, lease_s: float) -> Claim:
         args = [index, token, max(1, int(lease_s * 1000))]
         answer = await self._call(
             "job claim", lambda: self._claim(keys=[self._key(job_id)], args=args)
         )
-        kind = _text(answer[0])
+        kind = text(answer[0])
         if kind == "missing":
             return JobMissing()
         if kind == "done":
             return ChunkDone()
         if kind == "busy":
             return ChunkBusy(int(answer[1]) / 1000)
-        return Claimed(token, JournalEntry.parse(bytes(answer[1])), _text(answer[2]) == "1")
+        return Claimed(token, JournalEntry.parse(bytes(answer[1])), text(answer[2]) == "1")
 
     async def journal(self, job_id: str, index: int, token: str, entry: JournalEntry) -> bool:
         args = [index, token, entry.line()]
@@ -527,11 +529,7 @@ class RedisJobStore:
 
     async def active(self) -> list[str]:
         ids = await self._call("job list", lambda: self._redis.zrange(self._active, 0, -1))
-        return [_text(i) for i in ids]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+        return [text(i) for i in ids]
 
 
 def job_store_for(store: object) -> JobStore:

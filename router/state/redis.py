@@ -23,7 +23,15 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from router.errors import ConfigError, StateStoreError
-from router.state.base import Acquired, Conflict, Done, InProgress, Reservation, StatsCounts
+from router.state.base import (
+    Acquired,
+    Conflict,
+    Done,
+    InProgress,
+    Reservation,
+    StatsCounts,
+    text,
+)
 
 T = TypeVar("T")
 
@@ -156,14 +164,9 @@ return 1
 SENTINEL_SCHEME = "redis+sentinel"
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _value(config: Any, key: str) -> str:
     """One CONFIG GET value as text (redis-py answers a dict, bytes or str)."""
-    raw = dict(config).get(key, dict(config).get(key.encode(), "")) if config else ""
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
+    return text(dict(config).get(key, dict(config).get(key.encode(), "")) if config else "")
 
 
 def _via_sentinel(url: str, options: dict[str, Any]) -> tuple[aioredis.Redis, str]:
@@ -450,7 +453,7 @@ class RedisStateStore:
 
         answers = await self._call("sync_stats", sync)
         return {
-            name: StatsCounts(*(float(_text(v)) for v in answer))
+            name: StatsCounts(*(float(text(v)) for v in answer))
             for name, answer in zip(names, answers, strict=True)
         }
 

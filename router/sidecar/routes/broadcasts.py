@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -12,7 +11,7 @@ from starlette.routing import Route
 from router.broadcasts import counts_json
 from router.engine import Router
 from router.errors import IdempotencyConflictError, MessageError, RouterError, StateStoreError
-from router.sidecar.responses import error_response, json_response
+from router.sidecar.responses import error_response, json_response, parse_body
 from router.sidecar.schemas import BroadcastRequest
 from router.state.jobs import JobProgress
 
@@ -41,14 +40,9 @@ class Broadcasts:
     async def submit(self, request: Request) -> Response:
         """``POST /v1/broadcasts``: 202 with the job (the same idempotency key again: the
         same job, its unfinished chunks resumed)."""
-        try:
-            body = BroadcastRequest.model_validate_json(await request.body())
-        except ValidationError as exc:
-            errors = [
-                {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]}
-                for e in exc.errors(include_url=False, include_input=False)
-            ]
-            return error_response(422, "invalid_request", errors)
+        body = await parse_body(request, BroadcastRequest)
+        if isinstance(body, Response):
+            return body
         try:
             progress = await self.jobs.submit(
                 body.to_message(request.headers.get("idempotency-key"))
