@@ -1,9 +1,11 @@
 """What every provider adapter shares: the data an attempt carries in and out, and the Protocol.
 
-Adapters are sans-I/O at heart: :meth:`Provider.build_request` turns a :class:`Batch` into an
-``httpx.Request`` and :meth:`Provider.parse_response` turns the provider's answer into an
-:class:`AttemptResult`. The I/O (and the classification of transport errors, which is the same
-for every provider) lives in :mod:`providers.http`.
+Adapters are sans-I/O at heart: :meth:`Provider.build_request` turns a :class:`Batch` into a
+:class:`providers.wire.WireRequest` (the body already encoded) and
+:meth:`Provider.parse_response` turns the provider's answer (a
+:class:`providers.wire.Response`) into an :class:`AttemptResult`. The I/O (and the
+classification of transport errors, which is the same for every provider) lives in
+:mod:`providers.http` and :mod:`router.transport`.
 
 Outcome of an attempt, per recipient:
 
@@ -27,7 +29,7 @@ from providers.mobile import Mobile as Mobile  # part of the adapter contract
 from providers.settings import ProviderSettings
 
 if TYPE_CHECKING:
-    import httpx
+    from providers.wire import Response, WireRequest
 
 
 class Verdict(enum.StrEnum):
@@ -206,11 +208,11 @@ class Provider(Protocol):
         """The message in this provider's terms, or None if it cannot carry it."""
         ...
 
-    def build_request(self, batch: Batch) -> httpx.Request:
+    def build_request(self, batch: Batch) -> WireRequest:
         """The exact HTTP request for ``batch`` (pure: no I/O)."""
         ...
 
-    def parse_response(self, batch: Batch, response: httpx.Response) -> AttemptResult:
+    def parse_response(self, batch: Batch, response: Response) -> AttemptResult:
         """Classify the provider's answer (pure: the body is already read)."""
         ...
 
@@ -281,18 +283,18 @@ class BatchKeyed(Protocol):
 class ReportPuller(Protocol):
     """A provider with a delivery-report pull endpoint (v1 platform ``/report``)."""
 
-    def build_report_request(self) -> httpx.Request: ...
+    def build_report_request(self) -> WireRequest: ...
 
-    def parse_report(self, response: httpx.Response) -> list[DeliveryReport]: ...
+    def parse_report(self, response: Response) -> list[DeliveryReport]: ...
 
 
 @runtime_checkable
 class InboundPuller(Protocol):
     """A provider with a pull endpoint for replies (v1 platform ``/mo``)."""
 
-    def build_mo_request(self) -> httpx.Request: ...
+    def build_mo_request(self) -> WireRequest: ...
 
-    def parse_mo(self, response: httpx.Response) -> list[InboundMessage]: ...
+    def parse_mo(self, response: Response) -> list[InboundMessage]: ...
 
 
 class Balance(Protocol):
@@ -306,9 +308,9 @@ class Balance(Protocol):
 class BalanceQuery(Protocol):
     """A provider whose balance can be queried (v1 platform ``/queryBalance``)."""
 
-    def build_balance_request(self) -> httpx.Request: ...
+    def build_balance_request(self) -> WireRequest: ...
 
-    def parse_balance(self, response: httpx.Response) -> Balance: ...
+    def parse_balance(self, response: Response) -> Balance: ...
 
 
 @dataclass(frozen=True, slots=True)

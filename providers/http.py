@@ -1,9 +1,10 @@
 """The one place a provider HTTP exchange happens, and the one translation of what went wrong.
 
 Every exchange with a provider (sends, report and reply pulls, balance queries) goes through
-:func:`fetch`: it sends, reads the body, releases the connection, and turns every transport
-error into :class:`ProviderIOError` (a ``RouterError``) carrying the outcome class, as httpx's
-own ``map_exceptions`` does at its boundary. Nothing above this module sees an httpx error.
+one :meth:`HttpClient.exchange` (:mod:`router.transport`): it sends a :class:`WireRequest`,
+reads the body, releases the connection, and turns every transport error into
+:class:`ProviderIOError` (a ``RouterError``) carrying the outcome class. Nothing above this
+module sees an httpx or aiohttp error.
 
 The rule that keeps the router from double sending: an error is ``REJECTED`` (safe to fail over)
 only when the request provably never reached the provider, i.e. the connection was never
@@ -34,18 +35,20 @@ from providers.base import (
     Verdict,
 )
 from providers.errors import RouterError
+from providers.wire import Response, WireRequest, WireResponse
 
 log = logging.getLogger("providers.http")
 
 
 class HttpClient(Protocol):
-    """What sending needs of a client: ``httpx.AsyncClient`` or the router's direct aiohttp
-    client (:class:`router.transport.DirectAiohttpClient`)."""
+    """What sending needs of a client: :class:`router.transport.DirectAiohttpClient` (the
+    default) or :class:`router.transport.HttpxClient` (around any ``httpx.AsyncClient``)."""
 
-    @property
-    def timeout(self) -> httpx.Timeout: ...
-
-    async def send(self, request: httpx.Request) -> httpx.Response: ...
+    async def exchange(self, request: WireRequest, timeout_s: float | None) -> WireResponse:
+        """Send ``request`` and read the whole answer within ``timeout_s`` (the client's own
+        when None; connecting keeps the client's shorter connect timeout). Raises
+        :class:`ProviderIOError` for every transport error, and nothing else."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -74,48 +77,24 @@ class ProviderIOError(RouterError):
         super().__init__(f"{what} failed: {fault.error_class.value} ({fault.detail})")
 
 
-async def fetch(
-    client: HttpClient, request: httpx.Request, *, timeout_s: float | None = None
-) -> httpx.Response:
-    """Send ``request``, read the whole body and release the connection. Raises
-    :class:`ProviderIOError` for any transport error; the caller parses the response.
-
-    ``timeout_s`` caps the exchange; the connect part keeps the client's own, shorter,
-    connect timeout."""
-    if timeout_s is not None:
-        connect = client.timeout.connect
-        request.extensions["timeout"] = httpx.Timeout(
-            timeout_s, connect=min(timeout_s, connect) if connect else timeout_s
-        ).as_dict()
-    try:
-        response = await client.send(request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-    except httpx.HTTPError as exc:
-        verdict, fault = classify_exception(exc)
-        raise ProviderIOError(verdict, fault, request.url.path) from None
-    return response
-
-
 async def pull_reports(provider: ReportPuller, client: HttpClient) -> list[DeliveryReport]:
     """Pending delivery reports; raises ProviderIOError or ProviderResponseError."""
-    return provider.parse_report(await fetch(client, provider.build_report_request()))
+    return provider.parse_report(await client.exchange(provider.build_report_request(), None))
 
 
 async def pull_inbound(provider: InboundPuller, client: HttpClient) -> list[InboundMessage]:
     """Pending replies (MO); raises ProviderIOError or ProviderResponseError."""
-    return provider.parse_mo(await fetch(client, provider.build_mo_request()))
+    return provider.parse_mo(await client.exchange(provider.build_mo_request(), None))
 
 
 async def query_balance(provider: BalanceQuery, client: HttpClient) -> Balance:
     """The account balance; raises ProviderIOError or ProviderResponseError."""
-    return provider.parse_balance(await fetch(client, provider.build_balance_request()))
+    return provider.parse_balance(await client.exchange(provider.build_balance_request(), None))
 
 
 def classify_exception(exc: httpx.HTTPError) -> tuple[Verdict, Fault]:
-    """Map a transport error to a verdict. Only "never connected" is a provable rejection."""
+    """Map an httpx transport error to a verdict. Only "never connected" is a provable
+    rejection."""
     cause = exc.__cause__
     if _AIOHTTP_ANY and isinstance(cause, _AIOHTTP_ANY):
         # httpx-aiohttp maps every aiohttp ClientConnectionError (including "server
@@ -132,13 +111,20 @@ def classify_exception(exc: httpx.HTTPError) -> tuple[Verdict, Fault]:
     return Verdict.UNKNOWN, _provider_fault(ErrorClass.PROTOCOL, exc)
 
 
+def io_error(
+    verdict: Verdict, error_class: ErrorClass, exc: BaseException, path: str
+) -> ProviderIOError:
+    """The :class:`ProviderIOError` for a transport error of a request to ``path``."""
+    return ProviderIOError(verdict, _provider_fault(error_class, exc), path)
+
+
 def _provider_fault(error_class: ErrorClass, exc: BaseException) -> Fault:
     # The exception text may contain the URL; adapters keep secrets out of URLs except
     # Ronglian's sig, which is a one-day signature, so only the exception type is kept.
     return Fault(FaultKind.PROVIDER, error_class, detail=type(exc).__name__)
 
 
-def status_fault(response: httpx.Response) -> tuple[Verdict, Fault] | None:
+def status_fault(response: Response) -> tuple[Verdict, Fault] | None:
     """Verdict for a non-2xx status that the adapter did not explain itself."""
     code = response.status_code
     if code >= 500:
@@ -179,7 +165,7 @@ def _encodable(batch: Batch) -> bool:
     return True
 
 
-def malformed(provider: str, batch: Batch, response: httpx.Response, why: str) -> AttemptResult:
+def malformed(provider: str, batch: Batch, response: Response, why: str) -> AttemptResult:
     """The provider answered 2xx but we cannot read the answer: it may have sent."""
     fault = Fault(FaultKind.PROVIDER, ErrorClass.MALFORMED, detail=why)
     return AttemptResult.uniform(
@@ -194,7 +180,7 @@ async def send_batch(
     *,
     timeout_s: float | None = None,
 ) -> AttemptResult:
-    """Send ``batch`` through ``client`` and classify the outcome. Never raises httpx errors.
+    """Send ``batch`` through ``client`` and classify the outcome. Never raises transport errors.
 
     ``timeout_s`` caps this attempt (the engine derives it from the send's deadline); the
     connect part keeps the client's own, shorter, connect timeout. A request that cannot be
@@ -205,7 +191,7 @@ async def send_batch(
     except Exception as exc:  # any build or encode failure: nothing was written anywhere
         return unbuildable(provider.name, batch, exc)
     try:
-        response = await fetch(client, request, timeout_s=timeout_s)
+        response = await client.exchange(request, timeout_s)
     except ProviderIOError as exc:
         return AttemptResult.uniform(provider.name, batch, exc.verdict, fault=exc.fault)
     return provider.parse_response(batch, response)

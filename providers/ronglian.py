@@ -21,9 +21,9 @@ import base64
 import hashlib
 from datetime import datetime, time, timedelta
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import httpx
 import orjson
 from pydantic import Field, SecretStr, field_validator
 
@@ -46,6 +46,7 @@ from providers.clock import Clock, SystemClock
 from providers.errors import MissingParamError, ProviderResponseError
 from providers.http import malformed, status_fault
 from providers.settings import ProviderSettings, TemplateOptions, TemplateOptionsModel, secret
+from providers.wire import Response, WireRequest
 
 MAX_NUMBERS = 200
 MAX_REQ_ID = 32
@@ -198,7 +199,7 @@ class RonglianProvider:
         """Now, as the ``yyyyMMddHHmmss`` that both ``sig`` and ``Authorization`` carry."""
         return self._clock.now().astimezone(self._zone).strftime(TS_FORMAT)
 
-    def build_request(self, batch: Batch) -> httpx.Request:
+    def build_request(self, batch: Batch) -> WireRequest:
         """The signed TemplateSMS request (pure). Refuses batches Ronglian would refuse."""
         if not 1 <= len(batch.mobiles) <= self.max_batch:
             raise ValueError(f"batch of {len(batch.mobiles)} outside 1..{self.max_batch}")
@@ -216,17 +217,16 @@ class RonglianProvider:
         }
         if s.sub_append:
             body["subAppend"] = s.sub_append
-        headers = {
-            "Accept": "application/json",
-            "Content-Type": "application/json;charset=utf-8",
-            "Authorization": authorization(s.account_sid, ts),
-        }
-        sig = signature(s.account_sid, secret(s.auth_token), ts)
-        return httpx.Request(
-            "POST", self._path, params={"sig": sig}, headers=headers, content=orjson.dumps(body)
+        headers = (
+            ("Accept", "application/json"),
+            ("Content-Type", "application/json;charset=utf-8"),
+            ("Authorization", authorization(s.account_sid, ts)),
         )
+        sig = signature(s.account_sid, secret(s.auth_token), ts)
+        url = f"{self._path}?{urlencode({'sig': sig})}"
+        return WireRequest("POST", url, headers, orjson.dumps(body))
 
-    def parse_response(self, batch: Batch, response: httpx.Response) -> AttemptResult:
+    def parse_response(self, batch: Batch, response: Response) -> AttemptResult:
         """``000000`` accepted (one ``smsMessageSid`` for the request); else a refusal."""
         status = response.status_code
         if not response.is_success:

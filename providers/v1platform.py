@@ -21,7 +21,6 @@ import logging
 import re
 from typing import Any, ClassVar, Literal
 
-import httpx
 import orjson
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -46,6 +45,7 @@ from providers.errors import MissingParamError
 from providers.http import malformed, status_fault
 from providers.settings import ProviderSettings, secret
 from providers.v1platform_pull import DELIVERED_CODES, PUSH_ACK_STATUS, Balance, parse_time
+from providers.wire import Response, WireRequest, form_prefix, form_request
 
 __all__ = [
     "DELIVERED_CODES",
@@ -153,8 +153,10 @@ class V1PlatformProvider:
         self.max_batch = settings.max_batch
         self._clock = clock or SystemClock()  # unused by the protocol; kept for parity
         self._base = settings.base_url.rstrip("/")
-        self._send_url = httpx.URL(f"{self._base}/api/v1/send")  # parsed once, not per send
+        self._send_url = f"{self._base}/api/v1/send"
         self._codes = {**ERROR_CODES, **settings.error_codes}
+        # account and pwd open every request: encoded once, not per send
+        self._auth_prefix = form_prefix(self._auth())
 
     def __repr__(self) -> str:
         return f"V1PlatformProvider(name={self.name!r}, base_url={self._base!r})"
@@ -193,14 +195,13 @@ class V1PlatformProvider:
 
     # -- send -------------------------------------------------------------------------------
 
-    def build_request(self, batch: Batch) -> httpx.Request:
+    def build_request(self, batch: Batch) -> WireRequest:
         """``POST /api/v1/send``; raises ValueError for a batch outside ``1..max_batch``."""
         if not 1 <= len(batch.mobiles) <= self.max_batch:
             raise ValueError(f"batch of {len(batch.mobiles)} outside 1..{self.max_batch}")
         if not batch.rendered.content:
             raise ValueError("the v1 platform sends content; the batch has none")
         fields = {
-            **self._auth(),
             "taskId": batch.request_id,
             # The document shows only mainland numbers (11 digits) and says nothing of others;
             # a foreign number (only with regions = "all" / "international") is written in
@@ -210,7 +211,7 @@ class V1PlatformProvider:
         }
         if self.settings.ext_no is not None:
             fields["extNo"] = str(self.settings.ext_no)
-        return httpx.Request("POST", self._send_url, data=fields)
+        return form_request(self._send_url, fields, prefix=self._auth_prefix)
 
     def _number(self, mobile: Mobile) -> str:
         if mobile.is_mainland:
@@ -219,7 +220,7 @@ class V1PlatformProvider:
         form = self.settings.international_format
         return "+" + digits if form == "plus" else ("00" + digits if form == "00" else digits)
 
-    def parse_response(self, batch: Batch, response: httpx.Response) -> AttemptResult:
+    def parse_response(self, batch: Batch, response: Response) -> AttemptResult:
         """``code == "00"``: accepted under the returned taskId (ours if empty); else refused."""
         status = response.status_code
         if not response.is_success:
@@ -265,32 +266,32 @@ class V1PlatformProvider:
 
     # -- pulls (pure builders and parsers; providers.http performs the exchange) -------------
 
-    def build_report_request(self) -> httpx.Request:
+    def build_report_request(self) -> WireRequest:
         """``POST /api/v1/report``: pending receipts (each handed out once)."""
         return self._pull_request("/api/v1/report")
 
-    def build_mo_request(self) -> httpx.Request:
+    def build_mo_request(self) -> WireRequest:
         """``POST /api/v1/mo``: pending replies."""
         return self._pull_request("/api/v1/mo")
 
-    def build_balance_request(self) -> httpx.Request:
+    def build_balance_request(self) -> WireRequest:
         """``POST /api/v1/queryBalance``."""
         return self._pull_request("/api/v1/queryBalance")
 
-    def parse_report(self, response: httpx.Response) -> list[DeliveryReport]:
+    def parse_report(self, response: Response) -> list[DeliveryReport]:
         """Receipts of a ``/report`` answer; raises ProviderResponseError."""
         return pull.parse_report(self.name, response)
 
-    def parse_mo(self, response: httpx.Response) -> list[InboundMessage]:
+    def parse_mo(self, response: Response) -> list[InboundMessage]:
         """Replies of a ``/mo`` answer; raises ProviderResponseError."""
         return pull.parse_mo(self.name, response)
 
-    def parse_balance(self, response: httpx.Response) -> Balance:
+    def parse_balance(self, response: Response) -> Balance:
         """The ``/queryBalance`` answer; raises ProviderResponseError."""
         return pull.parse_balance(response)
 
-    def _pull_request(self, path: str) -> httpx.Request:
-        return httpx.Request("POST", f"{self._base}{path}", data=self._auth())
+    def _pull_request(self, path: str) -> WireRequest:
+        return form_request(f"{self._base}{path}", self._auth())
 
     # -- pushes (answer each with PUSH_ACK_STATUS) ------------------------------------------
 

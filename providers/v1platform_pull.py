@@ -1,7 +1,7 @@
 """What the v1 platform hands back outside a send: pulled receipts, replies, balance, pushes.
 
-Pure functions over bytes and ``httpx.Response`` objects; :class:`providers.v1platform.
-V1PlatformProvider` wraps them as methods. Every failure raises
+Pure functions over bytes and provider answers (:class:`providers.wire.Response`);
+:class:`providers.v1platform.V1PlatformProvider` wraps them as methods. Every failure raises
 :class:`router.errors.ProviderResponseError` with a message naming the endpoint and the
 problem, never a credential (these answers carry none, and no request text is quoted).
 
@@ -29,11 +29,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
-import httpx
 import orjson
 
 from providers.base import DeliveryReport, DeliveryStatus, InboundMessage
 from providers.errors import ProviderResponseError
+from providers.wire import Response
 
 DELIVERED_CODES = frozenset({"DELIVRD", "DELIVER"})
 PUSH_ACK_STATUS = 200  # the document: the receiver must answer every push with HTTP 200
@@ -72,17 +72,17 @@ def is_delivered(status_code: str) -> bool:
 # -- pulls ----------------------------------------------------------------------------------
 
 
-def parse_report(provider: str, response: httpx.Response) -> list[DeliveryReport]:
+def parse_report(provider: str, response: Response) -> list[DeliveryReport]:
     """The receipts of a ``/report`` answer (the platform hands each one out once)."""
     return [report_from(provider, item) for item in pulled_items(response, "/report")]
 
 
-def parse_mo(provider: str, response: httpx.Response) -> list[InboundMessage]:
+def parse_mo(provider: str, response: Response) -> list[InboundMessage]:
     """The replies of a ``/mo`` answer."""
     return [inbound_from(provider, item) for item in pulled_items(response, "/mo")]
 
 
-def parse_balance(response: httpx.Response) -> Balance:
+def parse_balance(response: Response) -> Balance:
     """The ``/queryBalance`` answer."""
     data = checked_body(response, "/queryBalance").get("data")
     if not isinstance(data, dict):
@@ -94,7 +94,7 @@ def parse_balance(response: httpx.Response) -> Balance:
     )
 
 
-def checked_body(response: httpx.Response, path: str) -> dict[str, Any]:
+def checked_body(response: Response, path: str) -> dict[str, Any]:
     """The JSON object of a successful (HTTP 2xx, ``code == "00"``) pull answer."""
     if not response.is_success:
         raise ProviderResponseError(f"{path} answered HTTP {response.status_code}")
@@ -109,7 +109,7 @@ def checked_body(response: httpx.Response, path: str) -> dict[str, Any]:
     return body
 
 
-def pulled_items(response: httpx.Response, path: str) -> list[dict[str, Any]]:
+def pulled_items(response: Response, path: str) -> list[dict[str, Any]]:
     """The ``data`` array of a ``/report`` or ``/mo`` answer (absent or empty: [])."""
     data = checked_body(response, path).get("data")
     if isinstance(data, dict):  # brace-wrapped: accept an object holding exactly one list

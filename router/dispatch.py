@@ -71,6 +71,8 @@ class Dispatcher:
             minimum=r.failover_budget_min,
             window_s=r.failover_budget_window_s,
         )
+        # Per provider, read once: settings do not change under a running router.
+        self._resends_unknown = {name: settings.resends_unknown(name) for name in runtimes}
         for name, rt in runtimes.items():
             if rt.coalescer is not None:
                 rt.coalescer.on_flush = partial(self._coalesced, name)
@@ -184,7 +186,7 @@ class Dispatcher:
                     tracker.skip(name)
                 return
             await trial.wait()
-        resend_unknown = self.settings.resends_unknown(name)
+        resend_unknown = self._resends_unknown[name]
         reconcile = self.reconciler.settles(name)
         by_mobile = {r.mobile.e164: r for r in result.recipients}
         for tracker in chunk:

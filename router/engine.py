@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 import anyio
+import httpx
 
 from policies.base import Policy, Ranking
 from providers.base import (
@@ -72,6 +73,7 @@ from router.state.base import StateStore
 from router.state.jobs import job_store_for
 from router.state.outbox import Outbox
 from router.throttle import Throttles
+from router.transport import as_client
 from router.wiring import (
     build_client,
     build_policy,
@@ -117,18 +119,19 @@ class Router:
         events: EventBus | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
-        clients: Mapping[str, HttpClient] | None = None,
+        clients: Mapping[str, HttpClient | httpx.AsyncClient] | None = None,
         store: StateStore | None = None,
     ) -> None:
         """``providers``, ``policy`` and ``clients`` default to what ``settings`` describes;
-        pass them to embed custom adapters or HTTP clients (the caller then closes its clients).
+        pass them to embed custom adapters or HTTP clients (an ``httpx.AsyncClient`` is one;
+        the caller then closes its clients).
         """
         self.settings = settings
         self.clock = clock or SystemClock()
         self.events = events or EventBus()
         self._rng = rng or random.Random()
         self.providers = dict(providers or build_providers(settings, self.clock))
-        given = dict(clients or {})
+        given = {name: as_client(client) for name, client in (clients or {}).items()}
         self._owned_clients = {
             n: build_client(settings, p) for n, p in self.providers.items() if n not in given
         }

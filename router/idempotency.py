@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ import anyio
 
 from router.clock import Clock
 from router.errors import IdempotencyConflictError, IdempotencyPendingError, StateStoreError
+from router.ids import new_id
 from router.model import Message, SendResult
 from router.state.base import Acquired, Conflict, Done, StateStore, fingerprint
 from router.state.codec import decode_result, encode_result
@@ -104,7 +104,7 @@ async def _acquire(
     deadline = clock.monotonic() + policy.wait_s
     pause = WAIT_STEP_S[0]
     while True:
-        token = secrets.token_hex(16)
+        token = new_id()  # unique per attempt; the key, not the token, is what callers know
         try:
             reservation = await store.reserve(key, fp, policy.lease_s, token=token)
         except StateStoreError as exc:

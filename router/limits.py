@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+from collections import deque
 
 import anyio
 
@@ -96,6 +97,51 @@ class SharedRateLimiter(RateLimiter):
             await anyio.sleep(wait)
 
 
+class Concurrency:
+    """At most ``limit`` requests in flight: ``async with`` holds one slot, first come first
+    served. What ``anyio.CapacityLimiter`` does, without its per-call task bookkeeping and
+    checkpoint (~3% of a send's CPU in a profile): a free slot is taken without awaiting; a
+    waiter is handed the slot of the request that ends."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("a concurrency limit is at least 1")
+        self.limit = limit
+        self._free = limit
+        self._waiters: deque[anyio.Event] = deque()
+
+    @property
+    def in_flight(self) -> int:
+        return self.limit - self._free
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+
+    async def acquire(self) -> None:
+        if self._free and not self._waiters:
+            self._free -= 1
+            return
+        handed = anyio.Event()
+        self._waiters.append(handed)
+        try:
+            await handed.wait()
+        except BaseException:
+            if handed.is_set():  # given a slot as it was cancelled: pass it on
+                self.release()
+            else:
+                self._waiters.remove(handed)
+            raise
+
+    def release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()  # the slot goes to the first waiter, not the pool
+        else:
+            self._free += 1
+
+
 class SharedConcurrency:
     """``concurrency`` for the provider account, not per process: an async context manager
     (like the ``anyio.CapacityLimiter`` it wraps) that also holds one of ``limit`` slots in
@@ -106,7 +152,7 @@ class SharedConcurrency:
 
     def __init__(self, limit: int, store: StateStore, key: str, lease_s: float) -> None:
         self.limit, self.lease_s = limit, lease_s
-        self._local = anyio.CapacityLimiter(limit)
+        self._local = Concurrency(limit)
         self._store, self._key = store, key
         self._held: dict[int, str] = {}  # task id -> slot token
         self._warned = False

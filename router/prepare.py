@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from policies.parts import count_parts
+from policies.parts import LIMITS, count_parts, utf16_units
 from providers.base import Provider, Rendered, RenderRequest, render_content
 from router.config import RouterSettings
 from router.errors import EmptyContentError, MissingParamError, NoRouteError, UnknownTemplateError
@@ -91,12 +91,19 @@ def render_request(message: Message, settings: RouterSettings) -> tuple[RenderRe
     return RenderRequest(spec.to_template(message.scene), params, None), message.scene
 
 
+# A text of at most this many UTF-16 units is one part on every route (mainland and UCS-2 take
+# 70; GSM-7 takes 160 units, and 70 characters are at most 140 of them).
+SINGLE_PART = LIMITS["mainland"][0]
+
+
 def parts(renders: Iterable[Rendered]) -> tuple[int, int]:
     """SMS parts per recipient (mainland, international): the longest rendering decides.
     A template-only rendering (Ronglian) is counted as one part per template value set."""
     texts = [r.content for r in renders if r.content]
     if not texts:
         return 1, 1
+    if all(utf16_units(t) <= SINGLE_PART for t in texts):
+        return 1, 1  # most sends: one part both ways (GSM-7 takes 160 units, UCS-2 70)
     mainland = max(count_parts(t, mainland=True) for t in texts)
     international = max(count_parts(t, mainland=False) for t in texts)
     return max(1, mainland), max(1, international)

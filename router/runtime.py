@@ -34,7 +34,7 @@ from router.limits import RateLimiter
 from router.recipients import Tracker, chunked
 from router.stats import ProviderStats
 
-# A provider's concurrency limit: `async with` holds one request slot (anyio.CapacityLimiter,
+# A provider's concurrency limit: `async with` holds one request slot (router.limits.Concurrency,
 # or router.limits.SharedConcurrency for the account across instances).
 Slots = AbstractAsyncContextManager[Any]
 # (provider, request id, E.164 mobiles) -> may the request be sent

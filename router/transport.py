@@ -4,8 +4,9 @@ Measured here (``python -m benchmarks.bench_load``, figures in benchmarks/README
 docs/decisions.md): httpx's default transport falls from 707 req/s at concurrency 1 to 164
 req/s at concurrency 100 (pool lock contention, encode/httpx#3215) while raw aiohttp keeps
 3,908 req/s, and httpx's client layer itself costs more than the routing. So the default,
-``aiohttp``, sends the adapters' ``httpx.Request`` objects straight through an aiohttp session
-(:class:`DirectAiohttpClient`); ``httpx-aiohttp`` and ``httpx`` remain selectable.
+``aiohttp``, sends the adapters' :class:`WireRequest` objects straight through an aiohttp
+session (:class:`DirectAiohttpClient`); ``httpx-aiohttp`` and ``httpx`` remain selectable
+(:class:`HttpxClient`), and an embedding application may pass its own ``httpx.AsyncClient``.
 httpx-aiohttp's exception mapping is lossy (a dropped connection after the request was written
 surfaces as ``ConnectTimeout``); :func:`providers.http.classify_exception` reads the
 underlying aiohttp error so that case stays *unknown*, never a safe-to-resend rejection.
@@ -23,7 +24,9 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from providers.http import HttpClient
+from providers.base import ErrorClass, Verdict
+from providers.http import HttpClient, ProviderIOError, classify_exception, io_error
+from providers.wire import WireRequest, WireResponse
 
 
 class _RedactQuerySecrets(logging.Filter):
@@ -97,17 +100,17 @@ def make_client(
         transport: httpx.AsyncBaseTransport = SafeAiohttpTransport(limits=limits, trust_env=False)
     else:
         transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
-    return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
+    return HttpxClient(httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False))
 
 
 class DirectAiohttpClient:
-    """The smallest client ``providers.http.send_batch`` needs, straight on aiohttp.
+    """The default client: an adapter's :class:`WireRequest` straight onto one shared
+    ``aiohttp.ClientSession``, the answer read into a :class:`WireResponse`.
 
-    Adapters build ``httpx.Request`` objects (sans-I/O); this sends one with a shared
-    ``aiohttp.ClientSession`` and returns a read ``httpx.Response``, skipping httpx's client
-    machinery (auth flows, redirects, cookies, event hooks), which the router never uses and
-    which costs more CPU per request than the whole routing decision. Errors are raised as
-    httpx exceptions with the aiohttp error as ``__cause__``, so classification is shared.
+    No httpx objects per request (its client layer: auth flows, redirects, cookies, event
+    hooks, header normalisation, costs more CPU per request than the routing decision).
+    aiohttp's errors become :class:`ProviderIOError` here, by the rule of
+    :mod:`providers.http`: rejected only when the connection was never made.
     """
 
     def __init__(
@@ -118,10 +121,14 @@ class DirectAiohttpClient:
         max_connections: int,
         keepalive_s: float = 4.0,
     ):
-        self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        self.connect_timeout_s = connect_timeout_s
+        self.timeout_s = timeout_s
         self._limit = max_connections
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
+        self._default_timeout = aiohttp.ClientTimeout(
+            total=timeout_s, sock_connect=connect_timeout_s
+        )
 
     def _session_now(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -133,37 +140,69 @@ class DirectAiohttpClient:
             )
         return self._session
 
-    async def send(self, request: httpx.Request) -> httpx.Response:
-        timeouts = request.extensions.get("timeout") or self.timeout.as_dict()
-        total = timeouts.get("read") or self.timeout.read
-        timeout = aiohttp.ClientTimeout(total=total, sock_connect=timeouts.get("connect"))
-        body = await request.aread()  # multipart bodies are streams until read
+    async def exchange(self, request: WireRequest, timeout_s: float | None) -> WireResponse:
+        if timeout_s is None:
+            timeout = self._default_timeout
+        else:
+            connect = min(timeout_s, self.connect_timeout_s)
+            timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect)
         try:
             async with self._session_now().request(
                 request.method,
-                str(request.url),
-                headers=list(request.headers.multi_items()),
-                data=body,
+                request.url,
+                headers=request.headers,
+                data=request.body,
                 timeout=timeout,
                 allow_redirects=False,
             ) as response:
-                answer = await response.read()
-                return httpx.Response(
-                    response.status,
-                    headers=response.raw_headers,
-                    content=answer,
-                    request=request,
-                )
-        except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise httpx.ConnectTimeout(str(exc), request=request) from exc
+                body = await response.read()
+                return WireResponse(response.status, body, response.headers)
+        except _NOT_CONNECTED as exc:
+            raise io_error(Verdict.REJECTED, ErrorClass.CONNECT, exc, request.path) from None
         except TimeoutError as exc:
-            raise httpx.ReadTimeout("timed out", request=request) from exc
+            raise io_error(Verdict.UNKNOWN, ErrorClass.TIMEOUT, exc, request.path) from None
         except aiohttp.ClientError as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+            raise io_error(Verdict.UNKNOWN, ErrorClass.PROTOCOL, exc, request.path) from None
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+# Never connected: no byte of the request can have reached the provider.
+_NOT_CONNECTED = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+
+
+class HttpxClient:
+    """Any ``httpx.AsyncClient`` as a provider client (``transport = "httpx"`` or
+    ``"httpx-aiohttp"``, or a client an embedding application passes to ``Router``)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def exchange(self, request: WireRequest, timeout_s: float | None) -> WireResponse:
+        outgoing = request.to_httpx()
+        if timeout_s is not None:
+            connect = self.client.timeout.connect
+            outgoing.extensions["timeout"] = httpx.Timeout(
+                timeout_s, connect=min(timeout_s, connect) if connect else timeout_s
+            ).as_dict()
+        try:
+            response = await self.client.send(outgoing)
+            try:
+                body = await response.aread()
+            finally:
+                await response.aclose()
+        except httpx.HTTPError as exc:
+            verdict, fault = classify_exception(exc)
+            raise ProviderIOError(verdict, fault, request.path) from None
+        return WireResponse(response.status_code, body, response.headers)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def as_client(client: HttpClient | httpx.AsyncClient) -> HttpClient:
+    """A client the router can use: an ``httpx.AsyncClient`` is wrapped."""
+    return HttpxClient(client) if isinstance(client, httpx.AsyncClient) else client

@@ -6,8 +6,6 @@ import functools
 import random
 from collections.abc import Callable, Mapping
 
-import anyio
-
 from policies.base import BreakerState, Policy
 from policies.cost import CostAwarePolicy, QualityWeights
 from policies.weighted import WeightedFailover
@@ -17,7 +15,7 @@ from providers.registry import ADAPTERS
 from router.breaker import CircuitBreaker
 from router.clock import Clock
 from router.config import RouterSettings
-from router.limits import RateLimiter, SharedConcurrency, SharedRateLimiter
+from router.limits import Concurrency, RateLimiter, SharedConcurrency, SharedRateLimiter
 from router.runtime import ProviderRuntime, Slots
 from router.state.base import StateStore
 from router.state.memory import MemoryStateStore
@@ -92,7 +90,7 @@ def build_runtimes(
         elif s.rate_limit_rps:
             rate = RateLimiter(clock, s.rate_limit_rps)
         stats = ProviderStats(clock, spend_period_s=s.spend_period_s)
-        limiter: Slots = anyio.CapacityLimiter(s.concurrency)
+        limiter: Slots = Concurrency(s.concurrency)
         if s.share_concurrency and store is not None and settings.state.backend == "redis":
             limiter = SharedConcurrency(s.concurrency, store, name, s.timeout_s + 5.0)
         runtimes[name] = ProviderRuntime(provider, clients[name], breaker, limiter, rate, stats)

@@ -14,6 +14,7 @@ from providers.ronglian import RonglianProvider, RonglianSettings
 from providers.v1platform import V1PlatformProvider, V1PlatformSettings
 from router.clock import Clock
 from router.mobile import normalise
+from router.transport import HttpxClient
 
 SECRETS = ("sandbox-pass", "sandbox-token")
 
@@ -75,7 +76,7 @@ def otp_batch(provider: Any, ms: tuple[Mobile, ...], code: str = "123456") -> Ba
 
 async def send(provider: Any, batch: Batch, timeout_s: float = 5.0) -> AttemptResult:
     async with httpx.AsyncClient(timeout=timeout_s) as client:
-        return await send_batch(provider, client, batch)
+        return await send_batch(provider, HttpxClient(client), batch)
 
 
 def no_secret_in(*objects: object) -> None:

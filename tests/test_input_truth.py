@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from policies.base import BreakerState
 from providers.baofoo import BaofooProvider
 from providers.base import Batch, ErrorClass, FaultKind
+from providers.wire import WireRequest
 from router import Message, RecipientStatus, Router
 from router.errors import (
     EmptyContentError,
@@ -242,7 +243,7 @@ async def test_unencodable_text_is_a_rejected_message_fault(
 class _BrokenForOne(BaofooProvider):
     """A real Baofoo adapter whose request builder fails for one mobile (an adapter bug)."""
 
-    def build_request(self, batch: Batch) -> httpx.Request:
+    def build_request(self, batch: Batch) -> WireRequest:
         if any(m.national == "13800000002" for m in batch.mobiles):
             raise RuntimeError("adapter bug")
         return super().build_request(batch)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import anyio
+import anyio.lowlevel
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from router.clock import FakeClock
-from router.limits import FailoverBudget, RateLimiter
+from router.limits import Concurrency, FailoverBudget, RateLimiter
 
 
 def test_failovers_are_capped_at_a_fraction_of_first_attempts() -> None:
@@ -39,3 +45,65 @@ def test_rate_limiter_spaces_requests() -> None:
     assert abs(limiter.delay() - 0.1) < 1e-9
     clock.advance(1)
     assert limiter.delay() == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    limit=st.integers(1, 4),
+    jobs=st.lists(
+        st.tuples(st.integers(0, 3), st.booleans()),  # (loop turns held, cancelled while waiting)
+        min_size=1,
+        max_size=25,
+    ),
+)
+def test_concurrency_never_exceeds_its_limit_and_loses_no_slot(
+    limit: int, jobs: list[tuple[int, bool]]
+) -> None:
+    """Whatever mix of holders and waiters cancelled mid-wait: never more than ``limit`` in
+    flight, waiters served in arrival order, and every slot back at the end."""
+
+    async def scenario() -> None:
+        slots = Concurrency(limit)
+        in_flight, peak, order = 0, 0, []
+
+        async def job(i: int, turns: int) -> None:
+            nonlocal in_flight, peak
+            async with slots:
+                order.append(i)
+                in_flight += 1
+                peak = max(peak, in_flight)
+                try:
+                    for _ in range(turns):
+                        await anyio.lowlevel.checkpoint()
+                finally:
+                    in_flight -= 1
+
+        async with anyio.create_task_group() as tg:
+            scopes = []
+            for i, (turns, cancel) in enumerate(jobs):
+                scope = anyio.CancelScope()
+                scopes.append((scope, cancel))
+
+                async def run(
+                    i: int = i, turns: int = turns, scope: anyio.CancelScope = scope
+                ) -> None:
+                    with scope:
+                        await job(i, turns)
+
+                tg.start_soon(run)
+            await anyio.lowlevel.checkpoint()  # every job has taken a slot or queued
+            for scope, cancel in scopes:
+                if cancel:
+                    scope.cancel()
+        assert peak <= limit
+        assert order == sorted(order)  # first come, first served
+        assert slots.in_flight == 0
+        async with slots:  # and the limiter still works
+            assert slots.in_flight == 1
+
+    anyio.run(scenario)
+
+
+def test_concurrency_refuses_a_limit_below_one() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Concurrency(0)

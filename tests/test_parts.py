@@ -7,6 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from policies.parts import count_parts, segment_info
+from providers.base import Rendered
+from router.prepare import parts
 
 CN = "验"
 SIG = "【达达商城】"  # 6 characters
@@ -107,3 +109,19 @@ def test_parts_hold_the_text_and_grow_with_it(n: int, unit: tuple[str, bool]) ->
     assert (info.parts - 1) * info.per_part < n  # and no part is wasted
     assert info.per_part in ((70, 67) if info.encoding != "gsm7" else (160, 153))
     assert count_parts(char * (n + 1), mainland=mainland) >= info.parts  # monotone
+
+
+@given(st.lists(st.text(max_size=200), min_size=1, max_size=3))
+def test_the_one_part_shortcut_agrees_with_counting(texts: list[str]) -> None:
+    """``prepare.parts`` skips counting for short texts: the same answer as counting."""
+    renders = [Rendered(content=t) for t in texts]
+    counted = [t for t in texts if t]
+    expected = (
+        (
+            max(1, max(count_parts(t, mainland=True) for t in counted)),
+            max(1, max(count_parts(t, mainland=False) for t in counted)),
+        )
+        if counted
+        else (1, 1)
+    )
+    assert parts(renders) == expected

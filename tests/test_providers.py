@@ -75,7 +75,7 @@ async def test_baofoo_wire_format(serve: Serve, encoding: str) -> None:
 def test_baofoo_default_encoding_is_what_the_documents_own_client_sends() -> None:
     """The document's Python client posts ``data=payload``: form-urlencoded, UTF-8."""
     provider = baofoo("http://127.0.0.1:1")
-    request = provider.build_request(otp_batch(provider, mobiles("13800138000")))
+    request = provider.build_request(otp_batch(provider, mobiles("13800138000"))).to_httpx()
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
     assert "%E6%82%A8" in request.read().decode()  # 您, percent-encoded UTF-8
 
@@ -86,7 +86,7 @@ def test_baofoo_reg_time_only_when_configured() -> None:
     from providers.baofoo import BaofooProvider
 
     provider = BaofooProvider("baofoo", settings, clock=clock)
-    request = provider.build_request(otp_batch(provider, mobiles("13800138000")))
+    request = provider.build_request(otp_batch(provider, mobiles("13800138000"))).to_httpx()
     expected = clock.now().astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d+%H%%3A%M")
     assert f"regTime={expected}" in request.read().decode()
 
@@ -249,9 +249,13 @@ async def test_v1_pulls_and_push_parsers(serve: Serve) -> None:
     batch = otp_batch(provider, mobiles("13800138000", "13900139000"))
     await send(provider, batch)
     async with httpx.AsyncClient() as client:
-        reports = provider.parse_report(await client.send(provider.build_report_request()))
-        again = provider.parse_report(await client.send(provider.build_report_request()))
-        balance = provider.parse_balance(await client.send(provider.build_balance_request()))
+        reports = provider.parse_report(
+            await client.send(provider.build_report_request().to_httpx())
+        )
+        again = provider.parse_report(await client.send(provider.build_report_request().to_httpx()))
+        balance = provider.parse_balance(
+            await client.send(provider.build_balance_request().to_httpx())
+        )
     assert {(r.provider_message_id, r.status.value, r.status_code) for r in reports} == {
         (batch.request_id, "delivered", "DELIVER"),
         (batch.request_id, "failed", "UNDELIV"),
@@ -339,7 +343,7 @@ async def test_ronglian_timestamp_window_and_sig_case(serve: Serve) -> None:
         result = await send(provider, otp_batch(provider, numbers(1)))
         assert (result.verdict is Verdict.ACCEPTED) is ok, hours
     provider = ronglian(server.url, clock=emulator_clock)
-    request = provider.build_request(otp_batch(provider, numbers(1)))
+    request = provider.build_request(otp_batch(provider, numbers(1))).to_httpx()
     lower = request.url.copy_set_param("sig", request.url.params["sig"].lower())
     async with httpx.AsyncClient() as client:
         answer = await client.post(str(lower), headers=request.headers, content=request.content)

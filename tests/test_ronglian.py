@@ -31,6 +31,7 @@ from providers.http import send_batch
 from providers.ronglian import RonglianProvider, classify_code
 from router.clock import FakeClock
 from router.errors import MissingParamError
+from router.transport import HttpxClient
 from tests.providers_helpers import mobiles, numbers, ronglian
 
 pytestmark = pytest.mark.anyio
@@ -53,12 +54,12 @@ def batch(provider: RonglianProvider, n: int = 1, request_id: str | None = None)
 
 async def send(provider: RonglianProvider, b: Batch, timeout_s: float = 5.0) -> AttemptResult:
     async with httpx.AsyncClient(timeout=timeout_s, trust_env=False) as client:
-        return await send_batch(provider, client, b)
+        return await send_batch(provider, HttpxClient(client), b)
 
 
 async def post_tampered(provider: RonglianProvider, b: Batch, **changes: object) -> AttemptResult:
     """The adapter's own signed request with body fields changed (shapes it never builds)."""
-    request = provider.build_request(b)
+    request = provider.build_request(b).to_httpx()
     body = {**orjson.loads(request.content), **changes}
     headers = {k: v for k, v in request.headers.items() if k != "content-length"}
     async with httpx.AsyncClient(trust_env=False) as client:
@@ -102,7 +103,7 @@ def test_build_request_exact_bytes() -> None:
     clock = FakeClock(datetime(2026, 3, 1, 17, 30, 5, tzinfo=UTC))
     p = ronglian("http://emu", clock=clock, sub_append="88")
     b = Batch("req-1", mobiles("13800138000", "+852 9123 4567"), Rendered(template_id="7"))
-    request = p.build_request(b)
+    request = p.build_request(b).to_httpx()
     ts = "20260302013005"  # the injected clock in China time
     assert p.timestamp() == ts
     assert request.method == "POST"
@@ -205,7 +206,7 @@ async def test_accepted_and_remembered(serve: Serve) -> None:
     sid = result.recipients[0].provider_message_id
     assert sid is not None and len(sid) == 32 and int(sid, 16) >= 0
     [req] = state(server).requests
-    assert req.query["sig"] == p.build_request(b).url.params["sig"]
+    assert req.query["sig"] == p.build_request(b).query()["sig"]
     assert req.headers["accept"] == "application/json"
     assert req.body == p.build_request(b).content  # the exact bytes
     assert req.fields["datas"] == ["123456", "5"] and req.fields["reqId"] == b.request_id
@@ -273,7 +274,7 @@ async def test_batch_limit_enforced_by_emulator(serve: Serve) -> None:
 async def test_emulator_checks_content_type_and_datas(serve: Serve) -> None:
     server = serve(emu.create_app())
     p = ronglian(server.url)
-    request = p.build_request(batch(p))
+    request = p.build_request(batch(p)).to_httpx()
     headers = {**request.headers, "content-type": "application/xml;charset=utf-8"}
     del headers["content-length"]
     async with httpx.AsyncClient(trust_env=False) as client:
@@ -362,7 +363,7 @@ def test_emulator_takes_the_xml_body_the_document_allows(serve: Serve) -> None:
     server = serve(emu.create_app())
     p = ronglian(server.url)
     b = batch(p, n=2)
-    signed = p.build_request(b)  # the URL's sig and the Authorization header
+    signed = p.build_request(b).to_httpx()  # the URL's sig and the Authorization header
     body = orjson.loads(signed.read())
 
     def xml(app_id: str) -> bytes:

@@ -25,6 +25,7 @@ from providers.emulators.server import ThreadedServer
 from providers.http import send_batch
 from providers.ronglian import RECEIPT_ACK, RECEIPT_ACK_MEDIA_TYPE
 from router.errors import ProviderResponseError
+from router.transport import HttpxClient
 from tests.providers_helpers import mobiles, ronglian
 
 Serve = Callable[[Any], ThreadedServer]
@@ -63,7 +64,7 @@ async def test_receipts_are_pushed_and_parsed(serve: Serve) -> None:
         Rendered(template_id="1", template_params=("1", "5")),
     )
     async with httpx.AsyncClient(trust_env=False) as client:
-        result = await send_batch(provider, client, batch)
+        result = await send_batch(provider, HttpxClient(client), batch)
     sid = result.recipients[0].provider_message_id
     assert sid is not None  # per request: both numbers are accepted, the bad one fails later
     wait_for(bodies, 2)

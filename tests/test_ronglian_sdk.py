@@ -19,6 +19,7 @@ from providers.emulators import ronglian as emu
 from providers.emulators.server import ThreadedServer
 from providers.http import send_batch
 from router.clock import FakeClock, SystemClock
+from router.transport import HttpxClient
 from tests.providers_helpers import numbers, ronglian
 
 Serve = Callable[[Any], ThreadedServer]
@@ -75,7 +76,7 @@ def test_official_sdk_with_a_wrong_token_is_refused(serve: Serve) -> None:
 async def test_lower_case_sig_is_accepted(serve: Serve) -> None:
     clock = FakeClock()
     server = serve(emu.create_app(clock=clock))
-    request = ronglian(server.url, clock=clock).build_request(otp())
+    request = ronglian(server.url, clock=clock).build_request(otp()).to_httpx()
     sig = request.url.params["sig"]
     lower = request.url.copy_set_param("sig", sig.lower())
     headers = {k: v for k, v in request.headers.items() if k != "host"}
@@ -95,7 +96,7 @@ async def test_timestamp_window(serve: Serve, hours: int, accepted: bool) -> Non
     skewed = FakeClock(emulator_clock.now() + timedelta(hours=hours))
     provider = ronglian(server.url, clock=skewed)
     async with httpx.AsyncClient(trust_env=False) as client:
-        result = await send_batch(provider, client, otp())
+        result = await send_batch(provider, HttpxClient(client), otp())
     if accepted:
         assert result.verdict is Verdict.ACCEPTED, result
         return
@@ -119,7 +120,7 @@ async def test_malformed_authorization_is_refused(
 ) -> None:
     clock = FakeClock()
     server = serve(emu.create_app(clock=clock))
-    request = ronglian(server.url, clock=clock).build_request(otp())
+    request = ronglian(server.url, clock=clock).build_request(otp()).to_httpx()
     headers = {k: v for k, v in request.headers.items() if k not in ("host", "authorization")}
     if authorization:
         headers["authorization"] = authorization

@@ -11,12 +11,12 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import httpx
 import pytest
 
 from providers.base import ErrorClass, Verdict
 from providers.emulators.server import free_port
-from providers.http import classify_exception
+from providers.http import ProviderIOError
+from providers.wire import WireRequest, WireResponse
 from router.transport import TransportKind, make_client
 
 pytestmark = pytest.mark.anyio
@@ -70,21 +70,19 @@ def read_request(conn: socket.socket) -> bytes:
     return data
 
 
-async def post(kind: TransportKind, url: str, timeout_s: float = 0.3) -> httpx.Response:
+async def post(kind: TransportKind, url: str, timeout_s: float = 0.3) -> WireResponse:
     client = make_client(kind, connect_timeout_s=0.3, timeout_s=timeout_s, max_connections=4)
     try:
-        response = await client.send(httpx.Request("POST", url, content=b"payload=1"))
-        await response.aread()
-        return response
+        return await client.exchange(WireRequest("POST", url, body=b"payload=1"), None)
     finally:
         await client.aclose()
 
 
 async def failure(kind: TransportKind, url: str) -> tuple[Verdict, ErrorClass]:
-    with pytest.raises(httpx.HTTPError) as info:
+    with pytest.raises(ProviderIOError) as info:
         await post(kind, url)
-    verdict, fault = classify_exception(info.value)
-    return verdict, fault.error_class
+    assert "payload" not in str(info.value)  # the path and the error type only
+    return info.value.verdict, info.value.fault.error_class
 
 
 @pytest.mark.parametrize("kind", TRANSPORTS)

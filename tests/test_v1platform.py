@@ -33,6 +33,7 @@ from providers.emulators.server import ThreadedServer, free_port
 from providers.http import send_batch
 from providers.v1platform import MAX_CONTENT_CHARS, V1PlatformProvider, V1PlatformSettings
 from router.mobile import normalise
+from router.transport import HttpxClient
 
 pytestmark = pytest.mark.anyio
 Serve = Callable[[Any], ThreadedServer]
@@ -69,7 +70,7 @@ def state_of(server: ThreadedServer) -> emu.V1State:
 
 async def send(provider: V1PlatformProvider, b: Batch, timeout_s: float = 5.0) -> AttemptResult:
     async with httpx.AsyncClient(timeout=timeout_s) as client:
-        return await send_batch(provider, client, b)
+        return await send_batch(provider, HttpxClient(client), b)
 
 
 async def raw_send(url: str, **fields: str) -> dict[str, Any]:
@@ -340,7 +341,7 @@ async def test_shapes_a_server_rarely_produces(
     response: httpx.Response, verdict: Verdict, error_class: ErrorClass
 ) -> None:
     async with mocked(response) as client:
-        result = await send_batch(v1("http://x"), client, batch(mobiles(*TWO)))
+        result = await send_batch(v1("http://x"), HttpxClient(client), batch(mobiles(*TWO)))
     assert result.verdict is verdict
     assert result.fault is not None and result.fault.error_class is error_class
 
@@ -385,6 +386,6 @@ def test_foreign_numbers_never_go_as_bare_national_digits(form: str, wire: str) 
     country code in the configured form, never "91234567" alone."""
     p = v1("http://x", regions="all", international_format=form)
     request = p.build_request(batch((normalise("+852 9123 4567"), normalise("13800138000"))))
-    sent = dict(httpx.QueryParams(request.read().decode()))
+    sent = request.form()
     assert sent["mobiles"] == f"{wire},13800138000"
     assert not v1("http://x").can_reach(normalise("+852 9123 4567"))  # default: mainland only

@@ -30,6 +30,7 @@ from providers.http import (
 from providers.v1platform import Balance, V1PlatformProvider, V1PlatformSettings
 from router.errors import RouterError
 from router.mobile import normalise
+from router.transport import HttpxClient
 
 pytestmark = pytest.mark.anyio
 Serve = Callable[[Any], ThreadedServer]
@@ -120,7 +121,7 @@ def state_of(server: ThreadedServer) -> emu.V1State:
 async def send(p: V1PlatformProvider, *raw: str, content: str = "验证码 1") -> Batch:
     b = Batch(uuid.uuid4().hex, tuple(normalise(m) for m in raw), Rendered(content=content))
     async with httpx.AsyncClient(timeout=5) as client:
-        result = await send_batch(p, client, b)
+        result = await send_batch(p, HttpxClient(client), b)
     assert result.verdict.value == "accepted"
     return b
 
@@ -218,9 +219,9 @@ async def test_pull_requests_are_form_posts_with_the_credentials(serve: Serve) -
     server = serve(emu.create_app())
     p = v1(server.url)
     async with httpx.AsyncClient() as client:
-        assert await pull_reports(p, client) == []
-        assert await pull_inbound(p, client) == []
-        await query_balance(p, client)
+        assert await pull_reports(p, HttpxClient(client)) == []
+        assert await pull_inbound(p, HttpxClient(client)) == []
+        await query_balance(p, HttpxClient(client))
     paths = [r.path for r in state_of(server).requests]
     assert paths == ["/api/v1/report", "/api/v1/mo", "/api/v1/queryBalance"]
     for req in state_of(server).requests:
@@ -235,8 +236,8 @@ async def test_report_pull_drains_and_masks(serve: Serve) -> None:
     b = await send(p, "13800138000", "13900139000")
     assert {r.ext_no for r in state_of(server).receipts} == {"7"}  # the send's extNo
     async with httpx.AsyncClient() as client:
-        reports = await pull_reports(p, client)
-        again = await pull_reports(p, client)
+        reports = await pull_reports(p, HttpxClient(client))
+        again = await pull_reports(p, HttpxClient(client))
     assert sorted((r.mobile, r.status_code, r.status) for r in reports) == [
         ("138****8000", "DELIVER", DeliveryStatus.DELIVERED),  # the pull document's spelling
         ("139****9000", "UNDELIV", DeliveryStatus.FAILED),
@@ -252,7 +253,7 @@ async def test_receipts_are_pullable_only_once_due(serve: Serve) -> None:
     p = v1(server.url)
     await send(p, "13800138000")
     async with httpx.AsyncClient() as client:
-        assert await pull_reports(p, client) == []
+        assert await pull_reports(p, HttpxClient(client)) == []
     assert len(state_of(server).receipts) == 1  # still pending, not lost
 
 
@@ -260,13 +261,13 @@ async def test_balance_is_billed_per_mobile_per_part(serve: Serve) -> None:
     server = serve(emu.create_app(balance=100))
     p = v1(server.url)
     async with httpx.AsyncClient() as client:
-        assert await query_balance(p, client) == Balance(100, 0, "预付")
+        assert await query_balance(p, HttpxClient(client)) == Balance(100, 0, "预付")
         await send(p, "13800138000", "13900139000", content="长" * 70)  # 1 part each
-        assert (await query_balance(p, client)).balance == 98
+        assert (await query_balance(p, HttpxClient(client))).balance == 98
         await send(p, "13800138000", "13900139000", content="长" * 71)  # 2 parts each
-        assert (await query_balance(p, client)).balance == 94
+        assert (await query_balance(p, HttpxClient(client))).balance == 94
         await client.put(f"{server.url}/_emulator/v1/settings", json={"balance": 7})
-        assert (await query_balance(p, client)).balance == 7
+        assert (await query_balance(p, HttpxClient(client))).balance == 7
 
 
 @pytest.mark.parametrize("literal", [False, True])
@@ -284,8 +285,8 @@ async def test_mo_pull(serve: Serve, literal: bool) -> None:
         assert injected.status_code == 200
         raw = await client.post(f"{server.url}/api/v1/mo", data={"account": "x", "pwd": "y"})
         assert raw.json()["code"] == "01"  # a refused pull consumes nothing
-        [reply] = await pull_inbound(p, client)
-        assert await pull_inbound(p, client) == []
+        [reply] = await pull_inbound(p, HttpxClient(client))
+        assert await pull_inbound(p, HttpxClient(client)) == []
     assert (reply.mobile, reply.content, reply.ext_no) == ("138****8000", "退订", "12")
     assert reply.at is not None and reply.at.tzinfo is not None
 
@@ -298,7 +299,7 @@ async def test_report_pull_in_the_documents_literal_shape(serve: Serve) -> None:
         await send(p, "13800138000")
         raw = await client.post(f"{server.url}/api/v1/report", data={"account": "x", "pwd": "y"})
         assert raw.json()["code"] == "01"
-        [receipt] = await pull_reports(p, client)
+        [receipt] = await pull_reports(p, HttpxClient(client))
     assert receipt.mobile == "138****8000"  # masked, as the document's example
 
 
@@ -309,10 +310,10 @@ async def test_pull_failures_raise_without_secrets(serve: Serve) -> None:
     errors: list[RouterError] = []
     async with httpx.AsyncClient() as client:
         calls: list[Callable[[], Awaitable[object]]] = [
-            lambda: pull_reports(p, client),
-            lambda: pull_inbound(p, client),
-            lambda: query_balance(p, client),
-            lambda: query_balance(down, client),
+            lambda: pull_reports(p, HttpxClient(client)),
+            lambda: pull_inbound(p, HttpxClient(client)),
+            lambda: query_balance(p, HttpxClient(client)),
+            lambda: query_balance(down, HttpxClient(client)),
         ]
         for call in calls:
             with pytest.raises(RouterError) as info:
@@ -320,7 +321,7 @@ async def test_pull_failures_raise_without_secrets(serve: Serve) -> None:
             errors.append(info.value)
         state_of(server).set_faults(FaultSettings(outage=True))
         with pytest.raises(ProviderResponseError, match="answered HTTP 503"):
-            await pull_reports(p, client)
+            await pull_reports(p, HttpxClient(client))
     assert [str(e) for e in errors[:3]] == [
         "/report refused with code '01'",
         "/mo refused with code '01'",
@@ -338,4 +339,6 @@ async def test_pulls_draw_no_send_fault(serve: Serve) -> None:
     server = serve(emu.create_app())
     state_of(server).set_faults(FaultSettings(http_5xx_rate=1.0))
     async with httpx.AsyncClient() as client:
-        assert await pull_reports(v1(server.url), client) == []  # seeded send faults unaffected
+        assert (
+            await pull_reports(v1(server.url), HttpxClient(client)) == []
+        )  # seeded send faults unaffected

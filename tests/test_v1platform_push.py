@@ -28,6 +28,7 @@ from providers.emulators.server import ThreadedServer
 from providers.http import pull_inbound, pull_reports, send_batch
 from providers.v1platform import PUSH_ACK_STATUS, V1PlatformProvider, V1PlatformSettings
 from router.mobile import normalise
+from router.transport import HttpxClient
 
 pytestmark = pytest.mark.anyio
 Serve = Callable[[Any], ThreadedServer]
@@ -128,7 +129,7 @@ class Receiver:
 async def send(p: V1PlatformProvider, *raw: str) -> Batch:
     b = Batch(uuid.uuid4().hex, tuple(normalise(m) for m in raw), Rendered(content="验证码 1"))
     async with httpx.AsyncClient(timeout=5) as client:
-        assert (await send_batch(p, client, b)).verdict is Verdict.ACCEPTED
+        assert (await send_batch(p, HttpxClient(client), b)).verdict is Verdict.ACCEPTED
     return b
 
 
@@ -164,7 +165,7 @@ async def test_dropped_push_is_recovered_by_pull(serve: Serve) -> None:
             json={"callback_url": f"{hook.url}/status", "drop_pushes": True},
         )
         lost = await send(p, "13800138000")
-        [recovered] = await pull_reports(p, client)
+        [recovered] = await pull_reports(p, HttpxClient(client))
         assert (recovered.provider_message_id, recovered.status_code) == (
             lost.request_id,
             "DELIVER",
@@ -188,7 +189,7 @@ async def test_failed_push_is_not_consumed(serve: Serve) -> None:
     b = await send(p, "13800138000")
     await receiver.wait_for(1)
     async with httpx.AsyncClient() as client:
-        [report] = await pull_reports(p, client)
+        [report] = await pull_reports(p, HttpxClient(client))
     assert report.provider_message_id == b.request_id
 
 
@@ -205,7 +206,7 @@ async def test_mo_push_and_pull(serve: Serve) -> None:
         await receiver.wait_for(1)
         [(path, body, ctype)] = receiver.got
         pushed = p.parse_mo_push(body, ctype)
-        [pulled] = await pull_inbound(p, client)
+        [pulled] = await pull_inbound(p, HttpxClient(client))
     assert path == "/mo"
     assert (pushed.mobile, pushed.content, pushed.ext_no) == ("13800138000", "退订", None)
     # The same reply by either path, but the pull masks the number as the document shows
