@@ -17,7 +17,9 @@ picks it; checked and printed) and with the same ``OTEL_*`` tracing set-up (rati
 1%, no exporter). Each run loads A and B in turn (the order alternates between runs).
 Target: the sidecar's sends/s is at least 0.8 x the baseline's. On a small machine the
 servers, the stand-in and the load generator compete for the cores, so the CPU per request
-ratio (baseline CPU / sidecar CPU) is the fairer figure.
+ratio (baseline CPU / sidecar CPU) is the fairer figure. Each server's peak RSS (``VmHWM``)
+is read after every case: it covers all the sends that server has taken so far (issue 13:
+the sidecar stays <= 200 MB through 100,000 sends; ``--sends 100000 --runs 1`` checks it).
 """
 
 from __future__ import annotations
@@ -118,6 +120,14 @@ def cpu_s(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_of(pid: int) -> float:
+    """Peak resident memory of ``pid`` so far, MB (``VmHWM``): it only grows over the runs."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def uvloop_mapped(pid: int) -> bool:
@@ -232,6 +242,7 @@ SUMMARY = {
     "stand-in CPU us/send": "standin_cpu_us",
     "load gen CPU us/send": "loadgen_cpu_us",
     "failed": "failed",
+    "peak RSS MB (all sends so far)": "peak_rss_mb",
 }
 
 
@@ -259,6 +270,7 @@ def per_run_row(run: int, case: str, f: dict[str, Any]) -> dict[str, Any]:
         "loadgen us/send": f["loadgen_cpu_us"],
         "failed": f["failed"] + f["warmup_failed"],
         "upstream": f"{f['upstream_requests']}/{f['expected_upstream']}",
+        "peak RSS MB": f["peak_rss_mb"],
     }
 
 
@@ -359,6 +371,7 @@ def bench(n: int, warmup: int, runs: int, concurrency: int, smoke: bool) -> None
                 url, pid = servers[case]
                 pids = {"server": pid, "standin": standin.pid}
                 figures = one_case(f"{url}/v1/messages", upstream, pids, warmup, n, concurrency)
+                figures["peak_rss_mb"] = peak_rss_of(pid)  # after every send so far
                 results[-1][case] = figures
                 rows.append(per_run_row(run, case, figures))
                 print(table(rows[-1:]), flush=True)
