@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
@@ -325,17 +325,45 @@ class PushAck:
 class PushReceiver(Protocol):
     """A provider that pushes receipts or replies to ``/v1/callbacks/{provider}/{kind}``.
 
-    ``push_kinds`` names the kinds it sends (v1 platform: ``status``, ``mo``; Ronglian:
-    ``receipt``). ``parse_push`` raises :class:`ProviderResponseError` for a body it cannot
-    read (answered 400, so the provider retries)."""
+    ``push_kinds`` names the kinds it sends (v1 platform: ``status``, ``mo``; Ronglian and
+    Aliyun: ``receipt``). ``parse_push`` returns everything one push carries (one receipt, or
+    Aliyun's array of several), and raises :class:`ProviderResponseError` for a body it
+    cannot read (answered 400, so the provider retries the whole push)."""
 
     push_kinds: ClassVar[frozenset[str]]
 
     def parse_push(
         self, kind: str, body: bytes, content_type: str
-    ) -> DeliveryReport | InboundMessage: ...
+    ) -> Sequence[DeliveryReport | InboundMessage]: ...
 
     def push_ack(self, kind: str) -> PushAck: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SentRecord:
+    """One message a provider says it took for a number, with our request id as it echoes it
+    (Aliyun's ``OutId``) and its own message id (``BizId``)."""
+
+    request_id: str
+    provider_message_id: str | None
+    mobile: str
+
+
+@runtime_checkable
+class SendQuery(Protocol):
+    """A provider that lists what it took for one number on one day, echoing our request id
+    (Aliyun ``QuerySendDetails``). An unknown attempt is settled by asking: a record with its
+    request id proves it was taken; no record proves nothing (the list may lag), so the
+    attempt stays unknown and is never resent on that account."""
+
+    def build_send_query(self, mobile: Mobile, sent_at: datetime, page: int) -> WireRequest:
+        """The query for ``mobile``'s messages of ``sent_at``'s day (provider's time zone),
+        page ``page`` (from 1)."""
+        ...
+
+    def parse_send_query(self, response: Response) -> tuple[list[SentRecord], int]:
+        """The page's records and the total count; raises ``ProviderResponseError``."""
+        ...
 
 
 @runtime_checkable

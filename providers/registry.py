@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from providers import baofoo, ronglian, v1platform
+from providers import aliyun, baofoo, ronglian, v1platform
 from providers.base import Provider
 from providers.settings import ProviderSettings
 
@@ -25,6 +25,7 @@ def _specs() -> dict[str, AdapterSpec]:
             "v1platform", v1platform.V1PlatformSettings, v1platform.V1PlatformProvider
         ),
         "ronglian": AdapterSpec("ronglian", ronglian.RonglianSettings, ronglian.RonglianProvider),
+        "aliyun": AdapterSpec("aliyun", aliyun.AliyunSettings, aliyun.AliyunProvider),
     }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
@@ -265,9 +266,9 @@ class RonglianProvider:
 
     def parse_push(
         self, kind: str, body: bytes, content_type: str
-    ) -> DeliveryReport | InboundMessage:
+    ) -> Sequence[DeliveryReport | InboundMessage]:
         """A pushed ``/v1/callbacks/{name}/receipt`` body (see :meth:`parse_receipt_push`)."""
-        return self.parse_receipt_push(body)
+        return [self.parse_receipt_push(body)]
 
     def replay_until(self, first_sent: datetime) -> datetime:
         """``reqId`` is unique per account per natural day, China time (Ronglian's servers):

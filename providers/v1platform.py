@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import orjson
@@ -299,11 +300,11 @@ class V1PlatformProvider:
 
     def parse_push(
         self, kind: str, body: bytes, content_type: str
-    ) -> DeliveryReport | InboundMessage:
-        """A pushed ``/v1/callbacks/{name}/status`` or ``.../mo`` body."""
+    ) -> Sequence[DeliveryReport | InboundMessage]:
+        """A pushed ``/v1/callbacks/{name}/status`` or ``.../mo`` body (one item each)."""
         if kind == "status":
-            return self.parse_status_push(body, content_type)
-        return self.parse_mo_push(body, content_type)
+            return [self.parse_status_push(body, content_type)]
+        return [self.parse_mo_push(body, content_type)]
 
     def push_ack(self, kind: str) -> PushAck:
         return PushAck()  # HTTP 200 is the acknowledgement (PUSH_ACK_STATUS)

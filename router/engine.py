@@ -455,6 +455,11 @@ class Router:
         rt, r = self.runtimes[name], self.settings.resilience
         if rt.replay is not None and r.replay_unknown:
             how = "resent under the same request id, which the provider refuses if it took it"
+        elif rt.query is not None and r.reconcile_window_s > 0:
+            how = (
+                f"settled by asking the provider's send records for up to "
+                f"{r.reconcile_window_s:g} s"
+            )
         elif rt.puller is not None and r.reconcile_window_s > 0:
             how = f"settled by pulling receipts for up to {r.reconcile_window_s:g} s"
         elif rt.puller is not None:

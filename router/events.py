@@ -94,7 +94,8 @@ class CoalescedRequest:
 @dataclass(frozen=True, slots=True)
 class UnknownResolved:
     """Recipients of an unknown attempt, after a way to know was tried: ``method`` is
-    ``replay`` (resent under the same request id) or ``receipts`` (pulled reports);
+    ``replay`` (resent under the same request id), ``receipts`` (pulled reports) or
+    ``query`` (the provider's send records, Aliyun QuerySendDetails);
     ``outcome`` is ``taken`` (the first attempt reached the provider), ``sent`` (it had not;
     the resend went), or ``unknown`` (still not known; ``reason`` says why)."""
 

@@ -67,13 +67,21 @@ class Tracker:
             # The message itself is refused: another provider would refuse it too.
             self._settle(_why(result))
 
-    def reconciled(self, found: bool, *, resend_unknown: bool, why: str | None = None) -> None:
-        """Settle an unknown attempt: a receipt for its request id proves the provider took it."""
+    def reconciled(
+        self,
+        found: bool,
+        *,
+        resend_unknown: bool,
+        why: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        """Settle an unknown attempt: a receipt for its request id (or the provider's own
+        record of it, with its ``message_id``) proves the provider took it."""
         assert self.awaiting is not None
         provider, request_id = self.awaiting
         self.awaiting = None
         if found:
-            self.provider_message_id = request_id
+            self.provider_message_id = message_id or request_id
             self._finish(RecipientStatus.ACCEPTED, None)
         elif not resend_unknown:
             self._finish(

@@ -3,6 +3,9 @@ provider offers a way, within the send's deadline.
 
 * Pull (v1 platform ``/report``): pull receipts until each attempt is proven taken or the
   window ends. Any receipt for an attempt's correlation id proves the provider took the batch.
+* Query (Aliyun ``QuerySendDetails``, ``SendQuery``): ask what the provider took for each
+  number that day; a record echoing the attempt's request id proves it was taken (with the
+  provider's message id). No record proves nothing: the attempt stays unknown.
 * Replay (Ronglian, ``ReplaySafe``): the provider refuses a request id it has already taken
   (``reqId``, unique per account per China day), so the unknown request is resent under the
   same id after ``replay_delay_s``: refused as a duplicate -> the first reached it (accepted);
@@ -73,10 +76,15 @@ class Reconciler:
             for name, rt in runtimes.items()
             if rt.puller is not None and r.reconcile_window_s > 0
         }
+        self._queries = {
+            name
+            for name, rt in runtimes.items()
+            if rt.query is not None and r.reconcile_window_s > 0
+        }
 
     def settles(self, provider: str) -> bool:
         """Whether an unknown attempt at ``provider`` waits here for a known outcome."""
-        return provider in self._replays or provider in self._pulls
+        return provider in self._replays or provider in self._pulls or provider in self._queries
 
     async def reconcile(self, job: RouteJob, waiting: list[Tracker]) -> None:
         """Settle unknown attempts, by resending under the same id or by pulling receipts."""
@@ -87,9 +95,58 @@ class Reconciler:
         ]
         if replaying:
             await self._replay(job, replaying)
+        querying = [t for t in waiting if t.awaiting is not None and t.awaiting[0] in self._queries]
+        if querying:
+            await self._query(job, querying)
         pulling = [t for t in waiting if t.awaiting is not None]
         if pulling:
             await self._pull(job, pulling)
+
+    async def _query(self, job: RouteJob, waiting: list[Tracker]) -> None:
+        """Ask the provider what it took for each number (Aliyun QuerySendDetails) until the
+        attempt's request id shows up or the window ends. Found: accepted, with the
+        provider's message id. Not found proves nothing (the list may lag): unknown."""
+        window = self.settings.resilience.reconcile_window_s
+        end = min(self.clock.monotonic() + window, job.deadline)
+        sent_at = job.started_at or self.clock.now()
+        found: dict[int, str | None] = {}  # id(tracker) -> provider message id
+        while True:
+            for tracker in waiting:
+                if id(tracker) in found:
+                    continue
+                assert tracker.awaiting is not None
+                provider, request_id = tracker.awaiting
+                try:
+                    records = await self.runtimes[provider].sent_records(tracker.mobile, sent_at)
+                except RouterError as exc:
+                    log.warning("send query at %s failed: %s", provider, type(exc).__name__)
+                    continue
+                for record in records:
+                    if record.request_id == request_id:
+                        found[id(tracker)] = record.provider_message_id
+                        break
+            remaining = end - self.clock.monotonic()
+            if len(found) == len(waiting) or remaining <= 0:
+                break
+            await anyio.sleep(min(RECONCILE_POLL_S, remaining))
+        by_key: dict[tuple[str, str], list[bool]] = {}
+        for tracker in waiting:
+            assert tracker.awaiting is not None
+            by_key.setdefault(tracker.awaiting, []).append(id(tracker) in found)
+        for (provider, _), taken in by_key.items():
+            for outcome, n in (("taken", sum(taken)), ("unknown", len(taken) - sum(taken))):
+                if n:
+                    reason = "" if outcome == "taken" else "not in the provider's send records"
+                    self.events.emit(UnknownResolved(provider, "query", outcome, n, reason))
+        for tracker in waiting:
+            assert tracker.awaiting is not None
+            resend = self.settings.resends_unknown(tracker.awaiting[0])
+            tracker.reconciled(
+                id(tracker) in found,
+                resend_unknown=resend,
+                why=f"{tracker.awaiting[0]} did not answer; its send records do not show it",
+                message_id=found.get(id(tracker)),
+            )
 
     async def _pull(self, job: RouteJob, waiting: list[Tracker]) -> None:
         """Pull receipts until each attempt has one or the window ends."""

@@ -26,6 +26,8 @@ from providers.base import (
     Rendered,
     ReplaySafe,
     ReportPuller,
+    SendQuery,
+    SentRecord,
 )
 from providers.http import HttpClient, pull_reports, query_balance
 from router.breaker import CircuitBreaker
@@ -34,6 +36,8 @@ from router.limits import RateLimiter
 from router.recipients import Tracker, chunked
 from router.stats import ProviderStats
 
+# A send query reads at most this many pages per number (Aliyun: 50 records a page).
+MAX_QUERY_PAGES = 4
 # A provider's concurrency limit: `async with` holds one request slot (router.limits.Concurrency,
 # or router.limits.SharedConcurrency for the account across instances).
 Slots = AbstractAsyncContextManager[Any]
@@ -60,6 +64,7 @@ class ProviderRuntime:
     balance_query: BalanceQuery | None = field(init=False, default=None)
     pushes: PushReceiver | None = field(init=False, default=None)
     replay: ReplaySafe | None = field(init=False, default=None)  # refuses a reused request id
+    query: SendQuery | None = field(init=False, default=None)  # lists what it took per number
     coalescer: Coalescer | None = field(init=False, default=None)  # coalesce_ms > 0
 
     def __post_init__(self) -> None:
@@ -68,6 +73,7 @@ class ProviderRuntime:
         self.puller = p if isinstance(p, ReportPuller) else None
         self.balance_query = p if isinstance(p, BalanceQuery) else None
         self.pushes = p if isinstance(p, PushReceiver) else None
+        self.query = p if isinstance(p, SendQuery) else None
         window_ms = p.settings.coalesce_ms
         # A coalesced request id is shared by several messages: resending one message's part
         # under it would let a duplicate refusal "prove" the others' numbers were sent.
@@ -87,6 +93,22 @@ class ProviderRuntime:
         if self.puller is None:
             return []
         return await pull_reports(self.puller, self.client)
+
+    async def sent_records(self, mobile: Mobile, sent_at: datetime) -> list[SentRecord]:
+        """What the provider says it took for ``mobile`` on ``sent_at``'s day (every page, at
+        most ``MAX_QUERY_PAGES``); [] without a query. Raises as :meth:`pull_reports` does."""
+        if self.query is None:
+            return []
+        records: list[SentRecord] = []
+        for page in range(1, MAX_QUERY_PAGES + 1):
+            answer = await self.client.exchange(
+                self.query.build_send_query(mobile, sent_at, page), None
+            )
+            found, total = self.query.parse_send_query(answer)
+            records += found
+            if not found or len(records) >= total:
+                break
+        return records
 
     async def query_balance(self) -> float | None:
         """The balance in message parts, or None if the provider cannot say. Raises as

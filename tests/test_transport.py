@@ -11,12 +11,15 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import httpx
 import pytest
 
 from providers.base import ErrorClass, Verdict
 from providers.emulators.server import free_port
 from providers.http import ProviderIOError
 from providers.wire import WireRequest, WireResponse
+from router import Message, Router
+from router.sidecar.sandbox import running_sandbox
 from router.transport import TransportKind, make_client
 
 pytestmark = pytest.mark.anyio
@@ -137,3 +140,21 @@ async def test_bodies_arrive_intact(kind: TransportKind, body: bytes) -> None:
     with raw_server(answer) as url:
         response = await post(kind, url, timeout_s=5)
     assert response.content == body
+
+
+async def test_an_httpx_client_given_to_the_router_carries_its_sends() -> None:
+    """The public way to inject a client: any ``httpx.AsyncClient`` (its event hooks, proxies
+    and transports included) is used as it is, wrapped by ``HttpxClient``."""
+    seen: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        seen.append(request.url.path)
+
+    with running_sandbox() as settings:
+        client = httpx.AsyncClient(event_hooks={"request": [hook]})
+        async with client, Router(settings, clients={"v1platform": client}) as router:
+            for name in router.providers:
+                router.set_enabled(name, name == "v1platform")
+            result = await router.send(Message(mobiles=["13800138000"], content="hi"))
+    assert result.ok, result
+    assert seen.count("/api/v1/send") == 1  # and the pulls (report, balance) went through it too

@@ -71,11 +71,13 @@ class Callbacks:
         except ProviderResponseError as exc:
             log.warning("provider=%s callback=%s unreadable: %s", provider, kind, exc)
             return self._reject(provider, "unreadable", 400, str(exc))
-        if isinstance(parsed, DeliveryReport):
-            await self.router.record_receipts([parsed])
-        else:
+        reports = [p for p in parsed if isinstance(p, DeliveryReport)]
+        replies = [p for p in parsed if not isinstance(p, DeliveryReport)]
+        if reports:
+            await self.router.record_receipts(reports)
+        if replies:
             try:  # acknowledged only once stored: a refused push is not a taken one
-                await self.router.deliver_inbound([parsed])
+                await self.router.deliver_inbound(replies)
             except InboundDeliveryError as exc:
                 log.warning("provider=%s reply not delivered: %s", provider, exc)
                 return Response("reply not stored; push it again", status_code=503)

@@ -299,7 +299,7 @@ class MetricsSink:
             m.credentials_refusals.labels(p)
             for outcome in ("delivered", "failed"):
                 m.inbound.labels(p, outcome)
-            for method in ("replay", "receipts"):
+            for method in ("replay", "receipts", "query"):
                 for resolution in ("taken", "sent", "unknown"):
                     m.unknown_resolutions.labels(p, method, resolution)
             m.budget_exhausted.labels(p)
