@@ -404,7 +404,8 @@ def bench(n: int, warmup: int, runs: int, concurrency: int, smoke: bool) -> None
         "ratio_cpu_per_send_median": cpu,
         "target": TARGET,
     }
-    print(f"wrote {write_result('sidecar' + ('-smoke' if smoke else ''), payload)}")
+    name = "sidecar-smoke" if smoke else "sidecar" if n == 20_000 else f"sidecar-{n}"
+    print(f"wrote {write_result(name, payload)}")
 
 
 if __name__ == "__main__":

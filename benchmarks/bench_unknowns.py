@@ -77,7 +77,7 @@ async def drive(router: Router, sends: int, concurrency: int, offset: int) -> li
 
 def run_case(case: str, sends: int, concurrency: int, fault: float, seed: int) -> dict[str, Any]:
     ports = {name: free_port() for name in ("baofoo", *PROVIDERS)}
-    box = create_sandbox(ports)
+    box = create_sandbox(ports, tuple(ports))
     servers = [ThreadedServer(app, port=ports[name]) for name, app in box.apps.items()]
     for server in servers:
         server.start()

@@ -25,10 +25,8 @@ NAMES = ("baofoo", "v1platform", "ronglian")
 
 
 async def _main(ports: dict[str, int]) -> None:
-    box = create_sandbox({n: p for n, p in ports.items() if p})
-    for name in NAMES:
-        if not ports.get(name):
-            box.apps.pop(name)
+    up = {n: p for n, p in ports.items() if p}
+    box = create_sandbox(up, tuple(up))
     async with anyio.create_task_group() as tg:
         await run_sandbox(box, tg)
         print("ready", flush=True)

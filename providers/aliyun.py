@@ -52,7 +52,7 @@ from providers.base import (
 )
 from providers.clock import Clock, SystemClock
 from providers.errors import MissingParamError, ProviderResponseError
-from providers.http import malformed, status_fault
+from providers.http import http_failure, malformed
 from providers.settings import ProviderSettings, TemplateOptions, TemplateOptionsModel, secret
 from providers.wire import Response, WireRequest
 
@@ -343,10 +343,7 @@ class AliyunProvider:
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("Code"), str) or status >= 500:
             if not response.is_success:
-                verdict, fault = status_fault(response) or (Verdict.UNKNOWN, None)
-                return AttemptResult.uniform(
-                    self.name, batch, verdict, fault=fault, http_status=status
-                )
+                return http_failure(self.name, batch, response)
             return malformed(self.name, batch, response, "body has no Code")
         code: str = body["Code"]
         if code == SUCCESS and response.is_success:

@@ -43,7 +43,7 @@ from providers.base import (
 )
 from providers.clock import Clock, SystemClock
 from providers.errors import MissingParamError
-from providers.http import malformed, status_fault
+from providers.http import http_failure, malformed
 from providers.settings import ProviderSettings, TemplateOptions, TemplateOptionsModel, secret
 from providers.wire import Response, WireRequest, form_request, multipart_request
 
@@ -245,10 +245,7 @@ class BaofooProvider:
         if not response.is_success:
             if isinstance(body, dict) and body.get("errorCode") and response.status_code < 500:
                 return self._refused(batch, body, response.status_code)
-            verdict, fault = status_fault(response) or (Verdict.UNKNOWN, None)
-            return AttemptResult.uniform(
-                self.name, batch, verdict, fault=fault, http_status=response.status_code
-            )
+            return http_failure(self.name, batch, response)
         if not isinstance(body, dict) or not isinstance(body.get("success"), bool):
             return malformed(self.name, batch, response, "body is not Baofoo's JSON object")
         result = body.get("result")

@@ -167,6 +167,9 @@ class DeliveryReport:
     status: DeliveryStatus
     status_code: str  # the carrier/provider code, e.g. "DELIVRD", "UNDELIV", "MBBLACK"
     at: datetime | None = None
+    # Our correlation id as the provider echoes it (Tencent SessionContext, Aliyun out_id),
+    # when it differs from provider_message_id: settles an unknown attempt by a pulled receipt.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

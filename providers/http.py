@@ -136,6 +136,15 @@ def status_fault(response: Response) -> tuple[Verdict, Fault] | None:
     return None
 
 
+def http_failure(provider: str, batch: Batch, response: Response) -> AttemptResult:
+    """Every recipient's outcome for a non-2xx answer the adapter did not explain itself
+    (:func:`status_fault`; a 2xx or 1xx/3xx that reaches here may have been sent)."""
+    verdict, fault = status_fault(response) or (Verdict.UNKNOWN, None)
+    return AttemptResult.uniform(
+        provider, batch, verdict, fault=fault, http_status=response.status_code
+    )
+
+
 def unbuildable(provider: str, batch: Batch, exc: Exception) -> AttemptResult:
     """``build_request`` failed: provably not sent, and the message's fault, never the
     provider's (no failover to a provider that would fail the same way, no breaker count)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from providers import aliyun, baofoo, ronglian, v1platform
+from providers import aliyun, baofoo, ronglian, tencent, v1platform
 from providers.base import Provider
 from providers.settings import ProviderSettings
 
@@ -26,6 +26,7 @@ def _specs() -> dict[str, AdapterSpec]:
         ),
         "ronglian": AdapterSpec("ronglian", ronglian.RonglianSettings, ronglian.RonglianProvider),
         "aliyun": AdapterSpec("aliyun", aliyun.AliyunSettings, aliyun.AliyunProvider),
+        "tencent": AdapterSpec("tencent", tencent.TencentSettings, tencent.TencentProvider),
     }
 
 

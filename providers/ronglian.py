@@ -45,7 +45,7 @@ from providers.base import (
 )
 from providers.clock import Clock, SystemClock
 from providers.errors import MissingParamError, ProviderResponseError
-from providers.http import malformed, status_fault
+from providers.http import http_failure, malformed
 from providers.settings import ProviderSettings, TemplateOptions, TemplateOptionsModel, secret
 from providers.wire import Response, WireRequest
 
@@ -231,8 +231,7 @@ class RonglianProvider:
         """``000000`` accepted (one ``smsMessageSid`` for the request); else a refusal."""
         status = response.status_code
         if not response.is_success:
-            verdict, fault = status_fault(response) or (Verdict.UNKNOWN, None)
-            return AttemptResult.uniform(self.name, batch, verdict, fault=fault, http_status=status)
+            return http_failure(self.name, batch, response)
         try:
             body = orjson.loads(response.content)
         except orjson.JSONDecodeError:

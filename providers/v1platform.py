@@ -43,7 +43,7 @@ from providers.base import (
 )
 from providers.clock import Clock, SystemClock
 from providers.errors import MissingParamError
-from providers.http import malformed, status_fault
+from providers.http import http_failure, malformed
 from providers.settings import ProviderSettings, secret
 from providers.v1platform_pull import DELIVERED_CODES, PUSH_ACK_STATUS, Balance, parse_time
 from providers.wire import Response, WireRequest, form_prefix, form_request
@@ -225,8 +225,7 @@ class V1PlatformProvider:
         """``code == "00"``: accepted under the returned taskId (ours if empty); else refused."""
         status = response.status_code
         if not response.is_success:
-            verdict, fault = status_fault(response) or (Verdict.UNKNOWN, None)
-            return AttemptResult.uniform(self.name, batch, verdict, fault=fault, http_status=status)
+            return http_failure(self.name, batch, response)
         body = _json_object(response.content)
         code = body.get("code") if body is not None else None
         if body is None or not isinstance(code, str):

@@ -154,13 +154,22 @@ class Reconciler:
         window = self.settings.resilience.reconcile_window_s
         end = min(self.clock.monotonic() + window, job.deadline)
         found: set[tuple[str, str]] = set()
+        # (provider, our request id) -> {mobile as written: the provider's message id}, from
+        # receipts that echo the request id (Tencent SessionContext) under their own id
+        echoed: dict[tuple[str, str], dict[str, str]] = {}
         while True:
             for provider in {p for p, _ in keys - found}:
                 try:
-                    await self.record(await self.runtimes[provider].pull_reports())
+                    reports = await self.runtimes[provider].pull_reports()
+                    await self.record(reports)
                 except RouterError as exc:
                     log.warning("receipt pull from %s failed: %s", provider, type(exc).__name__)
-            found = {k for k in keys if self.receipts.get(*k)}
+                    continue
+                for r in reports:
+                    if r.request_id is not None:
+                        key = (r.provider, r.request_id)
+                        echoed.setdefault(key, {})[r.mobile] = r.provider_message_id
+            found = {k for k in keys if self.receipts.get(*k) or k in echoed}
             remaining = end - self.clock.monotonic()
             if found == keys or remaining <= 0:
                 break
@@ -173,7 +182,9 @@ class Reconciler:
         for tracker in waiting:
             assert tracker.awaiting is not None
             resend = self.settings.resends_unknown(tracker.awaiting[0])
-            tracker.reconciled(tracker.awaiting in found, resend_unknown=resend)
+            ids = echoed.get(tracker.awaiting, {})
+            own = ids.get(tracker.mobile.e164) or ids.get(tracker.mobile.national)
+            tracker.reconciled(tracker.awaiting in found, resend_unknown=resend, message_id=own)
 
     # -- replay under the same request id ---------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The three emulators on loopback threads plus router settings that point at them."""
+"""The three original emulators on loopback threads plus router settings that point at them
+(the tests written around three providers; the cloud gateways have their own test modules)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from router.config import RouterSettings
 from router.engine import Router
 from router.sidecar.sandbox import Sandbox, create_sandbox, sandbox_settings
 
+CLASSIC = ("baofoo", "v1platform", "ronglian")
 # Where each emulator's send request carries its mobiles.
 MOBILE_FIELDS = {"baofoo": "mobile", "v1platform": "mobiles", "ronglian": "to"}
 SEND_PATHS = {"baofoo": "/sendSms", "v1platform": "/api/v1/send", "ronglian": "/TemplateSMS"}
@@ -79,7 +81,7 @@ def running_sandbox() -> Iterator[RunningSandbox]:
     # Bound first (any free port, atomically), then the apps learn their URLs.
     names = ("baofoo", "v1platform", "ronglian")
     servers = {name: ThreadedServer(None) for name in names}
-    box = create_sandbox({name: server.port for name, server in servers.items()})
+    box = create_sandbox({name: server.port for name, server in servers.items()}, CLASSIC)
     for name, server in servers.items():
         server.app = box.apps[name]
     try:

@@ -13,11 +13,11 @@ import anyio
 import httpx
 import orjson
 import pytest
-from alibabacloud_dysmsapi20170525 import models  # type: ignore[import-untyped]
-from alibabacloud_dysmsapi20170525.client import Client  # type: ignore[import-untyped]
-from alibabacloud_tea_openapi import utils_models  # type: ignore[import-untyped]
-from alibabacloud_tea_openapi.exceptions import ClientException  # type: ignore[import-untyped]
-from alibabacloud_tea_openapi.utils import Utils  # type: ignore[import-untyped]
+from alibabacloud_dysmsapi20170525 import models  # type: ignore[import-untyped, unused-ignore]
+from alibabacloud_dysmsapi20170525.client import Client  # type: ignore[import-untyped, unused-ignore]
+from alibabacloud_tea_openapi import utils_models  # type: ignore[import-untyped, unused-ignore]
+from alibabacloud_tea_openapi.exceptions import ClientException  # type: ignore[import-untyped, unused-ignore]
+from alibabacloud_tea_openapi.utils import Utils  # type: ignore[import-untyped, unused-ignore]
 from pydantic import SecretStr, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
