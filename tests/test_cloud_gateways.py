@@ -69,3 +69,29 @@ async def test_a_refusing_aliyun_fails_over_to_tencent_in_chunks_of_200() -> Non
     ]
     assert len(aliyun_sends) == 1  # 450 <= 1000: one request, refused
     assert len(tencent_sends) == 3  # ceil(450 / 200)
+
+
+async def test_cost_routing_sends_to_the_cheaper_cloud_gateway() -> None:
+    box, servers = start_sandbox()
+    try:
+        base = sandbox_settings(box).providers
+        settings = sandbox_settings(
+            box,
+            policy="cost",
+            receipt_poll_s=0,
+            balance_poll_s=0,
+            providers={**base, "tencent": {**base["tencent"], "price_per_part": 0.02}},
+        )
+        async with Router(settings) as router:
+            for name in router.providers:
+                router.set_enabled(name, name in CLOUDS)
+            used: Counter[str | None] = Counter()
+            for i in range(10):
+                result = await router.send(
+                    Message(mobiles=[f"1390000{i:04d}"], scene="login_code", params={"code": "7"})
+                )
+                used.update(r.provider for r in result.recipients)
+    finally:
+        for server in servers:
+            server.stop()
+    assert used == {"tencent": 10}  # 0.02 against Aliyun's 0.045 a part
