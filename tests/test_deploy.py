@@ -41,6 +41,10 @@ CREDENTIALS = {
     "ROUTER_PROVIDERS__RONGLIAN__ACCOUNT_SID": "sandboxsid00000000000000000000000",
     "ROUTER_PROVIDERS__RONGLIAN__AUTH_TOKEN": "sandbox-token",
     "ROUTER_PROVIDERS__RONGLIAN__APP_ID": "sandboxapp",
+    "ROUTER_PROVIDERS__ALIYUN__ACCESS_KEY_ID": "sandbox-ak",
+    "ROUTER_PROVIDERS__ALIYUN__ACCESS_KEY_SECRET": "sandbox-secret",
+    "ROUTER_PROVIDERS__TENCENT__SECRET_ID": "AKIDsandbox0000000000000000000000000",
+    "ROUTER_PROVIDERS__TENCENT__SECRET_KEY": "sandbox-secret-key",
 }
 
 
@@ -56,7 +60,8 @@ def test_the_example_config_lists_its_credentials_and_loads_with_them(
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("ROUTER_STATE__REDIS_URL", "redis://127.0.0.1:6379/0")
     settings = load_settings(EXAMPLE)
-    assert set(settings.provider_settings) == {"baofoo", "v1", "ronglian"}
+    assert set(settings.provider_settings) == {"baofoo", "v1", "ronglian", "aliyun", "tencent"}
+    assert settings.resilience.reconcile_window_s > 0  # Aliyun's unknowns are looked up
     monkeypatch.delenv("ROUTER_PROVIDERS__V1__ACCOUNT")
     with pytest.raises(Exception, match="ROUTER_PROVIDERS__V1__ACCOUNT"):
         load_settings(EXAMPLE)
