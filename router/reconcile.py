@@ -103,50 +103,52 @@ class Reconciler:
             await self._pull(job, pulling)
 
     async def _query(self, job: RouteJob, waiting: list[Tracker]) -> None:
-        """Ask the provider what it took for each number (Aliyun QuerySendDetails) until the
-        attempt's request id shows up or the window ends. Found: accepted, with the
-        provider's message id. Not found proves nothing (the list may lag): unknown."""
+        """Ask the provider what it took (Aliyun QuerySendDetails) until each unknown
+        request's id shows up or the window ends. A request is taken or refused as a whole, so
+        one number per request is asked (one query per request per round, not per number).
+        Found: its numbers are accepted. Not found proves nothing (the records may lag)."""
+        requests: dict[tuple[str, str], list[Tracker]] = {}
+        for tracker in waiting:
+            assert tracker.awaiting is not None
+            requests.setdefault(tracker.awaiting, []).append(tracker)
         window = self.settings.resilience.reconcile_window_s
         end = min(self.clock.monotonic() + window, job.deadline)
         sent_at = job.started_at or self.clock.now()
-        found: dict[int, str | None] = {}  # id(tracker) -> provider message id
+        found: dict[tuple[str, str], str | None] = {}  # request -> the provider's message id
         while True:
-            for tracker in waiting:
-                if id(tracker) in found:
+            for key, trackers in requests.items():
+                if key in found:
                     continue
-                assert tracker.awaiting is not None
-                provider, request_id = tracker.awaiting
+                provider, request_id = key
                 try:
-                    records = await self.runtimes[provider].sent_records(tracker.mobile, sent_at)
+                    records = await self.runtimes[provider].sent_records(
+                        trackers[0].mobile, sent_at
+                    )
                 except RouterError as exc:
                     log.warning("send query at %s failed: %s", provider, type(exc).__name__)
                     continue
                 for record in records:
                     if record.request_id == request_id:
-                        found[id(tracker)] = record.provider_message_id
+                        found[key] = record.provider_message_id
                         break
             remaining = end - self.clock.monotonic()
-            if len(found) == len(waiting) or remaining <= 0:
+            if len(found) == len(requests) or remaining <= 0:
                 break
             await anyio.sleep(min(RECONCILE_POLL_S, remaining))
-        by_key: dict[tuple[str, str], list[bool]] = {}
-        for tracker in waiting:
-            assert tracker.awaiting is not None
-            by_key.setdefault(tracker.awaiting, []).append(id(tracker) in found)
-        for (provider, _), taken in by_key.items():
-            for outcome, n in (("taken", sum(taken)), ("unknown", len(taken) - sum(taken))):
-                if n:
-                    reason = "" if outcome == "taken" else "not in the provider's send records"
-                    self.events.emit(UnknownResolved(provider, "query", outcome, n, reason))
-        for tracker in waiting:
-            assert tracker.awaiting is not None
-            resend = self.settings.resends_unknown(tracker.awaiting[0])
-            tracker.reconciled(
-                id(tracker) in found,
-                resend_unknown=resend,
-                why=f"{tracker.awaiting[0]} did not answer; its send records do not show it",
-                message_id=found.get(id(tracker)),
-            )
+        for key, trackers in requests.items():
+            provider = key[0]
+            taken = key in found
+            reason = "" if taken else "not in the provider's send records"
+            outcome = "taken" if taken else "unknown"
+            self.events.emit(UnknownResolved(provider, "query", outcome, len(trackers), reason))
+            resend = self.settings.resends_unknown(provider)
+            for tracker in trackers:
+                tracker.reconciled(
+                    taken,
+                    resend_unknown=resend,
+                    why=f"{provider} did not answer; its send records do not show it",
+                    message_id=found.get(key),
+                )
 
     async def _pull(self, job: RouteJob, waiting: list[Tracker]) -> None:
         """Pull receipts until each attempt has one or the window ends."""
