@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import anyio
 import pytest
 from anyio.from_thread import start_blocking_portal
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -19,6 +19,7 @@ from hypothesis.stateful import (
 
 from router.clock import FakeClock
 from router.state import Acquired, Conflict, Done, InProgress, MemoryStateStore, StateStore
+from router.state.memory import compact
 from router.state.redis import RedisStateStore
 from tests.redis_server import redis_url
 
@@ -261,3 +262,16 @@ async def test_rate_slots_follow_gcra(store: StateStore) -> None:
         assert before - start_max + wait <= 0.1 * k + 0.005
         assert after - start_min + wait >= 0.1 * k - 0.005
     assert await store.take_rate("other", rate=10, burst=2) == 0.0  # limits are per key
+
+
+FINGERPRINTS = st.one_of(
+    st.text(max_size=70), st.text("0123456789abcdefABCDEF", min_size=64, max_size=64)
+)
+
+
+@given(FINGERPRINTS, FINGERPRINTS)
+def test_compact_fingerprints_are_equal_exactly_when_the_texts_are(a: str, b: str) -> None:
+    """The memory store keeps hex digests as bytes: never may two texts become one."""
+    assert (compact(a) == compact(b)) == (a == b)
+    digest = "ab" * 32
+    assert compact(digest) == bytes.fromhex(digest) and compact(digest.upper()) != compact(digest)
