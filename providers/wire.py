@@ -118,10 +118,6 @@ class WireResponse:
     def is_success(self) -> bool:
         return 200 <= self.status_code < 300
 
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", errors="replace")
-
 
 __all__ = [
     "FORM",

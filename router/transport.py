@@ -122,7 +122,6 @@ class DirectAiohttpClient:
         keepalive_s: float = 4.0,
     ):
         self.connect_timeout_s = connect_timeout_s
-        self.timeout_s = timeout_s
         self._limit = max_connections
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
