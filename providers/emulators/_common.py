@@ -147,6 +147,15 @@ async def hang_after_accept(state: EmulatorState, action: FaultAction) -> Respon
     return None
 
 
+class Refusal(Exception):
+    """A provider's documented refusal of a request: its ``code`` and ``message``, answered
+    with HTTP ``status`` in the provider's own error shape (each emulator writes its body)."""
+
+    def __init__(self, code: str, message: str, status: int = 200) -> None:
+        super().__init__(code)
+        self.code, self.message, self.status = code, message, status
+
+
 def json_response(payload: object, status_code: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json")
 

@@ -54,6 +54,7 @@ from providers.emulators._common import (
     EmulatorState,
     FaultAction,
     Pusher,
+    Refusal,
     apply_transport_fault,
     control_routes,
     hang_after_accept,
@@ -104,15 +105,7 @@ class AliyunState(EmulatorState):
         self.nonces.clear()
 
 
-class _Refusal(Exception):
-    """An answer with ``Code`` != OK: HTTP ``status`` with Aliyun's error body."""
-
-    def __init__(self, code: str, message: str, status: int = 200) -> None:
-        super().__init__(code)
-        self.code, self.message, self.status = code, message, status
-
-
-def _error(refusal: _Refusal) -> Response:
+def _error(refusal: Refusal) -> Response:
     request_id = str(uuid.uuid4()).upper()
     body: dict[str, Any] = {
         "RequestId": request_id,
@@ -160,32 +153,30 @@ def _check_auth(
     header = request.headers.get("authorization", "")
     if not header:
         if "Signature" in request.query_params:
-            raise _Refusal("IncompleteSignature", "HMAC-SHA1 is not emulated: use ACS3.", 400)
-        raise _Refusal("MissingAuthorization", "Authorization is mandatory for this action.", 400)
+            raise Refusal("IncompleteSignature", "HMAC-SHA1 is not emulated: use ACS3.", 400)
+        raise Refusal("MissingAuthorization", "Authorization is mandatory for this action.", 400)
     match = _AUTH.match(header)
     if match is None:
-        raise _Refusal("IncompleteSignature", "The request signature does not conform.", 400)
+        raise Refusal("IncompleteSignature", "The request signature does not conform.", 400)
     key_id, signed_text, signature = match.groups()
     secret = keys.get(key_id)
     if secret is None:
-        raise _Refusal("InvalidAccessKeyId.NotFound", "Specified access key is not found.", 404)
+        raise Refusal("InvalidAccessKeyId.NotFound", "Specified access key is not found.", 404)
     signed = signed_text.split(";")
     if signed != sorted(signed) or any(h not in signed for h in _REQUIRED_SIGNED):
-        raise _Refusal("IncompleteSignature", "The request signature does not conform.", 400)
+        raise Refusal("IncompleteSignature", "The request signature does not conform.", 400)
     try:
         when = datetime.strptime(request.headers.get("x-acs-date", ""), "%Y-%m-%dT%H:%M:%SZ")
     except ValueError:
-        raise _Refusal(
-            "InvalidTimeStamp.Format", "Specified timestamp is not valid.", 400
-        ) from None
+        raise Refusal("InvalidTimeStamp.Format", "Specified timestamp is not valid.", 400) from None
     if abs(now - when.replace(tzinfo=UTC)) > WINDOW:
-        raise _Refusal("InvalidTimeStamp.Expired", "Specified time stamp or date expired.", 400)
+        raise Refusal("InvalidTimeStamp.Expired", "Specified time stamp or date expired.", 400)
     if hashlib.sha256(body).hexdigest() != request.headers.get("x-acs-content-sha256"):
-        raise _Refusal("SignatureDoesNotMatch", "x-acs-content-sha256 does not match.", 400)
+        raise Refusal("SignatureDoesNotMatch", "x-acs-content-sha256 does not match.", 400)
     text = string_to_sign(request, body, signed)
     expected = hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, signature):
-        raise _Refusal(
+        raise Refusal(
             "SignatureDoesNotMatch",
             f"Specified signature does not match our calculation. server string to sign is:{text}",
             400,
@@ -194,7 +185,7 @@ def _check_auth(
     for old in [n for n, at in st.nonces.items() if now - at > WINDOW]:
         del st.nonces[old]
     if nonce and nonce in st.nonces:
-        raise _Refusal("SignatureNonceUsed", "Specified signature nonce was used already.", 400)
+        raise Refusal("SignatureNonceUsed", "Specified signature nonce was used already.", 400)
     if nonce:
         st.nonces[nonce] = now
 
@@ -202,7 +193,7 @@ def _check_auth(
 def _required(params: dict[str, str], name: str) -> str:
     value = params.get(name)
     if value is None or value == "":
-        raise _Refusal(f"Missing{name}", f"{name} is mandatory for this action.", 400)
+        raise Refusal(f"Missing{name}", f"{name} is mandatory for this action.", 400)
     return value
 
 
@@ -212,7 +203,7 @@ def _json(value: str, kind: type) -> Any:
     except orjson.JSONDecodeError:
         parsed = None
     if not isinstance(parsed, kind):
-        raise _Refusal("isv.INVALID_JSON_PARAM", "JSON参数不合法,只接受字符串值")
+        raise Refusal("isv.INVALID_JSON_PARAM", "JSON参数不合法,只接受字符串值")
     return parsed
 
 
@@ -249,7 +240,7 @@ class _AliyunHandlers:
             _check_auth(st, request, raw, self.keys, now)
             version = request.headers.get("x-acs-version") or params.get("Version")
             if version != VERSION:
-                raise _Refusal("InvalidVersion", "Specified parameter Version is not valid.", 400)
+                raise Refusal("InvalidVersion", "Specified parameter Version is not valid.", 400)
             if action_name == "QuerySendDetails":
                 return json_response(self._query(params))
             if action_name == "SendSms":
@@ -257,10 +248,10 @@ class _AliyunHandlers:
             elif action_name == "SendBatchSms":
                 numbers, signs, code, tparams = self._send_batch(params)
             else:
-                raise _Refusal("InvalidAction.NotFound", "Specified api is not found.", 404)
+                raise Refusal("InvalidAction.NotFound", "Specified api is not found.", 404)
             if action is FaultAction.ERROR:
-                raise _Refusal("isp.SYSTEM_ERROR", "系统出现错误,请重新调用")
-        except _Refusal as refusal:
+                raise Refusal("isp.SYSTEM_ERROR", "系统出现错误,请重新调用")
+        except Refusal as refusal:
             return _error(refusal)
         biz_id = self._accept(numbers, signs, code, tparams, params.get("OutId", ""), now)
         late = await hang_after_accept(st, action)
@@ -270,23 +261,23 @@ class _AliyunHandlers:
 
     def _check_message(self, number: str, sign: str, code: str, tparam: str) -> None:
         if not _NUMBER.match(number):
-            raise _Refusal("isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
+            raise Refusal("isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
         if sign not in self.sign_names:
-            raise _Refusal("isv.SMS_SIGNATURE_ILLEGAL", "该账号下找不到对应签名")
+            raise Refusal("isv.SMS_SIGNATURE_ILLEGAL", "该账号下找不到对应签名")
         if code not in self.templates:
-            raise _Refusal("isv.SMS_TEMPLATE_ILLEGAL", "该账号下找不到对应模板")
+            raise Refusal("isv.SMS_TEMPLATE_ILLEGAL", "该账号下找不到对应模板")
         values = _json(tparam, dict) if tparam else {}
         if not all(isinstance(v, str | int | float) for v in values.values()):
-            raise _Refusal("isv.INVALID_JSON_PARAM", "JSON参数不合法,只接受字符串值")
+            raise Refusal("isv.INVALID_JSON_PARAM", "JSON参数不合法,只接受字符串值")
         if not self.templates[code] <= set(values):
-            raise _Refusal("isv.TEMPLATE_MISSING_PARAMETERS", "模板变量缺少对应参数值")
+            raise Refusal("isv.TEMPLATE_MISSING_PARAMETERS", "模板变量缺少对应参数值")
 
     def _send_sms(self, params: dict[str, str]) -> tuple[list[str], list[str], str, list[str]]:
         numbers = _required(params, "PhoneNumbers").split(",")
         sign = _required(params, "SignName")
         code = _required(params, "TemplateCode")
         if len(numbers) > MAX_SEND:
-            raise _Refusal(
+            raise Refusal(
                 "isv.MOBILE_COUNT_OVER_LIMIT", f"手机号码数量超过限制,最多支持{MAX_SEND}条"
             )
         tparam = params.get("TemplateParam", "")
@@ -301,11 +292,11 @@ class _AliyunHandlers:
         raw_params = params.get("TemplateParamJson")
         tparams_parsed = _json(raw_params, list) if raw_params else [{}] * len(numbers)
         if len(numbers) > MAX_BATCH:
-            raise _Refusal(
+            raise Refusal(
                 "isv.MOBILE_COUNT_OVER_LIMIT", f"手机号码数量超过限制,最多支持{MAX_BATCH}条"
             )
         if not len(numbers) == len(signs) == len(tparams_parsed):
-            raise _Refusal("isv.INVALID_PARAMETERS", "参数异常")
+            raise Refusal("isv.INVALID_PARAMETERS", "参数异常")
         tparams = [orjson.dumps(p).decode() if isinstance(p, dict) else "" for p in tparams_parsed]
         for number, sign, tparam in zip(numbers, signs, tparams, strict=True):
             self._check_message(str(number), str(sign), code, tparam)
@@ -337,9 +328,9 @@ class _AliyunHandlers:
         try:
             size, page = int(_required(params, "PageSize")), int(_required(params, "CurrentPage"))
         except ValueError:
-            raise _Refusal("isv.INVALID_PARAMETERS", "参数异常") from None
+            raise Refusal("isv.INVALID_PARAMETERS", "参数异常") from None
         if not 1 <= size <= MAX_PAGE or page < 1:
-            raise _Refusal("isv.INVALID_PARAMETERS", "参数异常")
+            raise Refusal("isv.INVALID_PARAMETERS", "参数异常")
         biz_id = params.get("BizId")
         found = [
             a

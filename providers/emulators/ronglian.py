@@ -34,6 +34,7 @@ from providers.emulators._common import (
     EmulatorState,
     FaultAction,
     Pusher,
+    Refusal,
     apply_transport_fault,
     control_routes,
     hang_after_accept,
@@ -76,41 +77,33 @@ class RonglianState(EmulatorState):
         self.accepted.clear()
 
 
-class _Refusal(Exception):
-    """A documented refusal: answered as ``{"statusCode", "statusMsg"}`` with HTTP 200."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code)
-        self.code, self.message = code, message
-
-
 def _check_auth(request: Request, account_sid: str, auth_token: str, now: datetime) -> None:
     if request.path_params["sid"] != account_sid:
-        raise _Refusal("111109", "主账户不存在")
+        raise Refusal("111109", "主账户不存在")
     header = request.headers.get("authorization", "")
     if not header:
-        raise _Refusal("111100", "请求包头Authorization参数为空")
+        raise Refusal("111100", "请求包头Authorization参数为空")
     try:
         decoded = base64.b64decode(header, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
-        raise _Refusal("111101", "请求包头Authorization参数Base64解码失败") from None
+        raise Refusal("111101", "请求包头Authorization参数Base64解码失败") from None
     sid, _, ts = decoded.partition(":")
     if not _TS.match(ts):
-        raise _Refusal("111102", "请求包头Authorization参数解码后格式有误")
+        raise Refusal("111102", "请求包头Authorization参数解码后格式有误")
     if sid != account_sid:
-        raise _Refusal("111106", "Authorization中的账户ID与请求地址中的账户ID不一致")
+        raise Refusal("111106", "Authorization中的账户ID与请求地址中的账户ID不一致")
     try:
         when = datetime.strptime(ts, "%Y%m%d%H%M%S").replace(tzinfo=_CST)
     except ValueError:
-        raise _Refusal("111102", "请求包头Authorization参数解码后格式有误") from None
+        raise Refusal("111102", "请求包头Authorization参数解码后格式有误") from None
     if abs(now - when) > WINDOW:  # SDKs sign in local time anywhere: +/- 24 h
-        raise _Refusal("111105", "请求包头Authorization参数解码后时间戳过期")
+        raise Refusal("111105", "请求包头Authorization参数解码后时间戳过期")
     sig = request.query_params.get("sig", "")
     if not sig:
-        raise _Refusal("111107", "请求地址Sig参数为空")
+        raise Refusal("111107", "请求地址Sig参数为空")
     expected = hashlib.md5(f"{account_sid}{auth_token}{ts}".encode(), usedforsecurity=False)
     if sig.upper() != expected.hexdigest().upper():
-        raise _Refusal("111108", "请求地址Sig校验失败")
+        raise Refusal("111108", "请求地址Sig校验失败")
 
 
 def _parse_body(content_type: str, raw: bytes) -> Any:
@@ -123,7 +116,7 @@ def _parse_body(content_type: str, raw: bytes) -> Any:
         except orjson.JSONDecodeError:
             return None
     if "xml" not in content_type:
-        raise _Refusal("160031", "参数解析失败: Content-Type 须为 application/json 或 xml")
+        raise Refusal("160031", "参数解析失败: Content-Type 须为 application/json 或 xml")
     try:
         # Our own test traffic only; the body has no DTD or entities to expand.
         root = ElementTree.fromstring(raw)  # noqa: S314
@@ -164,43 +157,43 @@ def xml_response(payload: dict[str, Any]) -> Response:
 def _check_body(request: Request, raw: bytes, app_id: str, templates: dict[str, int]) -> Any:
     body = _parse_body(request.headers.get("content-type", "").lower(), raw)
     if not isinstance(body, dict):
-        raise _Refusal("160031", "参数解析失败")
+        raise Refusal("160031", "参数解析失败")
     to = body.get("to")
     if not isinstance(to, str) or not to:
-        raise _Refusal("112306", "接收模板短信的手机号码为空")
+        raise Refusal("112306", "接收模板短信的手机号码为空")
     numbers = to.split(",")
     if len(numbers) > MAX_NUMBERS:
-        raise _Refusal("160048", "号码数量超过200")
+        raise Refusal("160048", "号码数量超过200")
     if not all(_NUMBER.match(n) for n in numbers):
-        raise _Refusal("160042", "号码格式有误")
+        raise Refusal("160042", "号码格式有误")
     if body.get("appId") != app_id:
-        raise _Refusal("111199", "应用ID不存在或不属于该主账户")  # invented code
+        raise Refusal("111199", "应用ID不存在或不属于该主账户")  # invented code
     _check_template(body, templates)
     sub = body.get("subAppend")
     if sub is not None and not re.fullmatch(r"\d{1,4}", str(sub)):
-        raise _Refusal("112399", "subAppend 须为四位以内数字")  # invented code
+        raise Refusal("112399", "subAppend 须为四位以内数字")  # invented code
     req_id = body.get("reqId")
     if req_id is not None and not isinstance(req_id, str):
-        raise _Refusal("160031", "参数解析失败: reqId")
+        raise Refusal("160031", "参数解析失败: reqId")
     if len(req_id or "") > MAX_REQ_ID:
-        raise _Refusal("160055", "reqId 超过32位")
+        raise Refusal("160055", "reqId 超过32位")
     return body
 
 
 def _check_template(body: dict[str, Any], templates: dict[str, int]) -> None:
     template_id = body.get("templateId")
     if template_id is None or template_id == "":
-        raise _Refusal("112307", "模板短信模板ID为空")
+        raise Refusal("112307", "模板短信模板ID为空")
     if str(template_id) not in templates:
-        raise _Refusal("160032", "短信模板无效")
+        raise Refusal("160032", "短信模板无效")
     datas = body.get("datas")
     if datas is not None and (
         not isinstance(datas, list)
         or not all(isinstance(d, str | int | float) and not isinstance(d, bool) for d in datas)
     ):
-        raise _Refusal("160031", "参数解析失败: datas")
+        raise Refusal("160031", "参数解析失败: datas")
     if len(datas or []) < templates[str(template_id)]:
-        raise _Refusal("112308", "模板短信模板data参数为空")  # also used for "too few"
+        raise Refusal("112308", "模板短信模板data参数为空")  # also used for "too few"
 
 
 class _RonglianHandlers:
@@ -229,7 +222,7 @@ class _RonglianHandlers:
         raw = await request.body()
         try:
             parsed = _parse_body(request.headers.get("content-type", "").lower(), raw)
-        except _Refusal:
+        except Refusal:
             parsed = None
         action = await record(st, request, parsed if isinstance(parsed, dict) else {})
         fault = await apply_transport_fault(st, action)
@@ -238,7 +231,7 @@ class _RonglianHandlers:
         answer = xml_response if wants_xml(request) else json_response
         try:
             sent = self._accept_checked(request, raw, action)
-        except _Refusal as refusal:
+        except Refusal as refusal:
             return answer({"statusCode": refusal.code, "statusMsg": refusal.message})
         for number in sent.to:
             receipt = _receipt(st, sent, number)
@@ -252,12 +245,12 @@ class _RonglianHandlers:
         )
 
     def _accept_checked(self, request: Request, raw: bytes, action: FaultAction) -> AcceptedSend:
-        """The accepted send, or the documented refusal raised as :class:`_Refusal`."""
+        """The accepted send, or the documented refusal raised as :class:`Refusal`."""
         now = self.clock.now().astimezone(UTC)
         _check_auth(request, self.account_sid, self.auth_token, now)
         body = _check_body(request, raw, self.app_id, self.templates)
         if action is FaultAction.ERROR:
-            raise _Refusal("160050", "短信发送失败")
+            raise Refusal("160050", "短信发送失败")
         return _accept(self.st, body, now)
 
 
@@ -295,7 +288,7 @@ def _accept(st: RonglianState, body: dict[str, Any], now: datetime) -> AcceptedS
     local = now.astimezone(_CST)
     req_id = str(body.get("reqId") or "")
     if req_id and (local.strftime("%Y%m%d"), req_id) in st.req_ids:
-        raise _Refusal("160054", "reqId 同一自然天内重复")
+        raise Refusal("160054", "reqId 同一自然天内重复")
     if req_id:
         st.req_ids.add((local.strftime("%Y%m%d"), req_id))
     sent = AcceptedSend(

@@ -58,6 +58,7 @@ from providers.emulators._common import (
     EmulatorState,
     FaultAction,
     Pusher,
+    Refusal,
     apply_transport_fault,
     control_routes,
     hang_after_accept,
@@ -109,14 +110,6 @@ class TencentState(EmulatorState):
         self.per_number.clear()
 
 
-class _Refusal(Exception):
-    """A request-level refusal: ``Response.Error`` with HTTP 200."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code)
-        self.code, self.message = code, message
-
-
 def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
@@ -141,28 +134,28 @@ def _check_auth(
 ) -> None:
     match = _AUTH.match(request.headers.get("authorization", "").strip())
     if match is None:
-        raise _Refusal("AuthFailure.InvalidAuthorization", "Authorization 不符合腾讯云标准")
+        raise Refusal("AuthFailure.InvalidAuthorization", "Authorization 不符合腾讯云标准")
     if not hmac.compare_digest(match["id"], secret_id):
-        raise _Refusal("AuthFailure.SecretIdNotFound", "The SecretId is not found.")
+        raise Refusal("AuthFailure.SecretIdNotFound", "The SecretId is not found.")
     raw_ts = request.headers.get("x-tc-timestamp", "")
     if not raw_ts.isdigit():
-        raise _Refusal("AuthFailure.InvalidAuthorization", "X-TC-Timestamp is missing or invalid")
+        raise Refusal("AuthFailure.InvalidAuthorization", "X-TC-Timestamp is missing or invalid")
     when = datetime.fromtimestamp(int(raw_ts), UTC)
     if abs(now - when) > WINDOW:
-        raise _Refusal(
+        raise Refusal(
             "AuthFailure.SignatureExpire", "Signature expired: the timestamp is not within 5 min"
         )
     signed = match["signed"]
     names = signed.split(";")
     if "content-type" not in names or "host" not in names:
-        raise _Refusal("AuthFailure.InvalidAuthorization", "content-type and host must be signed")
+        raise Refusal("AuthFailure.InvalidAuthorization", "content-type and host must be signed")
     canonical_headers = "".join(
         f"{n}:{request.headers.get(n, '').strip().lower()}\n" for n in names
     )
     sig = expected_signature(secret_key, raw_ts, match["date"], canonical_headers, signed, body)
     valid_scope = match["svc"] == SERVICE and match["date"] == when.strftime("%Y-%m-%d")
     if not (valid_scope and hmac.compare_digest(sig, match["sig"])):
-        raise _Refusal(
+        raise Refusal(
             "AuthFailure.SignatureFailure",
             "The provided credentials could not be validated. "
             "Please check your signature is correct.",
@@ -173,7 +166,7 @@ def _answer(payload: dict[str, Any]) -> Response:
     return json_response({"Response": {**payload, "RequestId": str(uuid.uuid4())}})
 
 
-def _error(refusal: _Refusal) -> Response:
+def _error(refusal: Refusal) -> Response:
     return _answer({"Error": {"Code": refusal.code, "Message": refusal.message}})
 
 
@@ -222,7 +215,7 @@ class _TencentHandlers:
             return fault
         try:
             sent, statuses = self._send(request, raw, parsed, action)
-        except _Refusal as refusal:
+        except Refusal as refusal:
             return _error(refusal)
         if sent:
             self.pusher.push_later(
@@ -235,26 +228,24 @@ class _TencentHandlers:
         """Checks every action shares; the parsed body."""
         _check_auth(request, raw, self.secret_id, self.secret_key, self.clock.now())
         if request.headers.get("x-tc-version") != VERSION:
-            raise _Refusal("NoSuchVersion", "The API version does not exist.")
+            raise Refusal("NoSuchVersion", "The API version does not exist.")
         if not request.headers.get("x-tc-region"):
-            raise _Refusal(
-                "MissingParameter", "The request is missing a required parameter Region."
-            )
+            raise Refusal("MissingParameter", "The request is missing a required parameter Region.")
         if not isinstance(parsed, dict):
-            raise _Refusal("FailedOperation.FailResolvePacket", "The body is not a JSON object.")
+            raise Refusal("FailedOperation.FailResolvePacket", "The body is not a JSON object.")
         if parsed.get("SmsSdkAppId") != self.sdk_app_id:
-            raise _Refusal("InvalidParameterValue.SdkAppIdNotExist", "SdkAppId does not exist.")
+            raise Refusal("InvalidParameterValue.SdkAppIdNotExist", "SdkAppId does not exist.")
         return parsed
 
     def _pull(self, request: Request, raw: bytes, fields: dict[str, Any], name: str) -> Response:
         try:
             if name != "PullSmsSendStatus":
-                raise _Refusal("InvalidAction", f"The action {name!r} does not exist.")
+                raise Refusal("InvalidAction", f"The action {name!r} does not exist.")
             body = self._common(request, raw, fields or None)
             limit = body.get("Limit")
             if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PULL:
-                raise _Refusal("InvalidParameterValue.LimitVerifyFail", "Limit must be 1..100.")
-        except _Refusal as refusal:
+                raise Refusal("InvalidParameterValue.LimitVerifyFail", "Limit must be 1..100.")
+        except Refusal as refusal:
             return _error(refusal)
         items: list[dict[str, str]] = []
         while self.st.pull_queue and len(items) < limit:
@@ -279,28 +270,26 @@ class _TencentHandlers:
         body = self._common(request, raw, parsed)
         numbers = body.get("PhoneNumberSet")
         if not isinstance(numbers, list) or not numbers:
-            raise _Refusal("MissingParameter.EmptyPhoneNumberSet", "PhoneNumberSet is empty.")
+            raise Refusal("MissingParameter.EmptyPhoneNumberSet", "PhoneNumberSet is empty.")
         if len(numbers) > MAX_NUMBERS:
-            raise _Refusal(
-                "LimitExceeded.PhoneNumberCountLimit", "At most 200 numbers per request."
-            )
+            raise Refusal("LimitExceeded.PhoneNumberCountLimit", "At most 200 numbers per request.")
         self._check_template(body)
         context = body.get("SessionContext", "")
         if not isinstance(context, str) or len(context.encode()) >= MAX_SESSION_CONTEXT:
-            raise _Refusal("InvalidParameter", "SessionContext must be under 512 bytes.")
+            raise Refusal("InvalidParameter", "SessionContext must be under 512 bytes.")
         mobiles = [_mobile(n) for n in numbers]
         regions = {m.is_mainland for m in mobiles if m is not None}
         if len(regions) > 1:
-            raise _Refusal(
+            raise Refusal(
                 "UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber",
                 "Mainland and international numbers in one request.",
             )
         if True in regions and body.get("SignName") not in self.sign_names:
-            raise _Refusal(
+            raise Refusal(
                 "FailedOperation.SignatureIncorrectOrUnapproved", "Signature not approved."
             )
         if action is FaultAction.ERROR:
-            raise _Refusal("InternalError.OtherError", "Other error.")
+            raise Refusal("InternalError.OtherError", "Other error.")
         now = self.clock.now()
         sent: list[SentNumber] = []
         statuses = []
@@ -317,14 +306,12 @@ class _TencentHandlers:
     def _check_template(self, body: dict[str, Any]) -> None:
         template_id = body.get("TemplateId")
         if not isinstance(template_id, str) or template_id not in self.templates:
-            raise _Refusal(
-                "FailedOperation.TemplateIncorrectOrUnapproved", "Template not approved."
-            )
+            raise Refusal("FailedOperation.TemplateIncorrectOrUnapproved", "Template not approved.")
         params = body.get("TemplateParamSet", [])
         if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
-            raise _Refusal("InvalidParameterValue.TemplateParameterFormatError", "Params format.")
+            raise Refusal("InvalidParameterValue.TemplateParameterFormatError", "Params format.")
         if len(params) != self.templates[template_id]:
-            raise _Refusal(
+            raise Refusal(
                 "FailedOperation.TemplateParamSetNotMatchApprovedTemplate",
                 "TemplateParamSet does not match the approved template.",
             )
