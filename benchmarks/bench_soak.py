@@ -8,6 +8,7 @@ is measured. Each case runs in a fresh subprocess (so its peak RSS is its own):
   A. the router: one ``Router`` with only the v1 platform enabled, full features on (breakers,
      in-memory dedupe with a unique idempotency key per send, Prometheus metrics, tracing
      sampled at 1%), single-recipient sends;
+  A'. the same router with ``transport = "aiohttp"`` (what the http1 transport saves);
   B. raw aiohttp: one shared session posting the same form bodies to the same endpoint.
 Both: a warm-up, then ``--sends`` sends by a fixed pool of 100 workers pulling from one
 counter. Figures: process CPU per send in each fifth of the run (does it grow?), last fifth /
@@ -43,7 +44,11 @@ CONCURRENCY = 100
 FIFTHS = 5
 PROVIDER = "v1platform"
 CONTENT = "code 1234"
-CASES = {"router": "router (full features)", "aiohttp": "raw aiohttp (shared session)"}
+CASES = {
+    "router": "router (full features)",
+    "router-aiohttp": "router, transport = aiohttp",
+    "aiohttp": "raw aiohttp (shared session)",
+}
 
 
 # -- the stand-in server --------------------------------------------------------------------
@@ -135,8 +140,10 @@ def router_settings(url: str, **provider: Any) -> RouterSettings:
     )
 
 
-async def case_router(url: str, warmup: int, n: int) -> dict[str, Any]:
+async def case_router(url: str, warmup: int, n: int, transport: str = "") -> dict[str, Any]:
     settings = router_settings(url)
+    if transport:  # the same router over another transport (the default: http1)
+        settings = settings.model_copy(update={"transport": transport})
     async with Router(settings, events=full_telemetry(settings)) as router:
         for name in router.providers:
             router.set_enabled(name, name == PROVIDER)
@@ -197,8 +204,11 @@ def rss_now_mb() -> float:
 
 def run_case(case: str, url: str, warmup: int, n: int) -> None:
     """The child's job: one case, figures as one JSON line on stdout."""
-    client = case_router if case == "router" else case_aiohttp
-    figures = anyio.run(client, url, warmup, n)
+    if case == "aiohttp":
+        figures = anyio.run(case_aiohttp, url, warmup, n)
+    else:
+        transport = "" if case == "router" else case.removeprefix("router-")
+        figures = anyio.run(case_router, url, warmup, n, transport)
     figures["rss_end_mb"] = rss_now_mb()
     figures["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(figures), flush=True)
@@ -250,6 +260,8 @@ def summary(runs: list[dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
             rows.append(spread(label, title, values))
     ratios = [r["aiohttp"]["cpu_us_per_send"] / r["router"]["cpu_us_per_send"] for r in runs]
     rows.append(spread("both", "aiohttp CPU / router CPU", ratios))
+    over = [r["router-aiohttp"]["cpu_us_per_send"] / r["router"]["cpu_us_per_send"] for r in runs]
+    rows.append(spread("both", "router over aiohttp CPU / router CPU", over))
     return rows
 
 

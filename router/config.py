@@ -36,7 +36,10 @@ from providers.settings import ProviderSettings
 from router.breaker import BreakerSettings
 from router.errors import ConfigError, MessageTooLargeError
 
-TransportKind = Literal["aiohttp", "httpx-aiohttp", "httpx"]
+# How provider requests travel (router.transport): "http1" is the router's own lean HTTP/1.1
+# client (router.http1); the others go through aiohttp or httpx.
+TransportKind = Literal["http1", "aiohttp", "httpx-aiohttp", "httpx"]
+DEFAULT_TRANSPORT: TransportKind = "http1"
 
 
 class TemplateSettings(BaseModel):
@@ -289,7 +292,7 @@ class RouterSettings(BaseSettings):
     invalid_mobiles: Literal["report", "raise"] = "report"
     unknown_outcomes: Literal["at_most_once", "at_least_once"] = "at_most_once"
     send_deadline_s: float = Field(default=30.0, gt=0)
-    transport: TransportKind = "aiohttp"
+    transport: TransportKind = DEFAULT_TRANSPORT
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     state: StateSettings = Field(default_factory=StateSettings)

@@ -1,15 +1,16 @@
-"""HTTP clients for providers: httpx as the API, the transport pluggable.
+"""HTTP clients for providers: one ``exchange(WireRequest) -> WireResponse`` per attempt.
 
-Measured here (``python -m benchmarks.bench_load``, figures in benchmarks/README.md, see
-docs/decisions.md): httpx's default transport falls from 707 req/s at concurrency 1 to 164
-req/s at concurrency 100 (pool lock contention, encode/httpx#3215) while raw aiohttp keeps
-3,908 req/s, and httpx's client layer itself costs more than the routing. So the default,
-``aiohttp``, sends the adapters' :class:`WireRequest` objects straight through an aiohttp
-session (:class:`DirectAiohttpClient`); ``httpx-aiohttp`` and ``httpx`` remain selectable
-(:class:`HttpxClient`), and an embedding application may pass its own ``httpx.AsyncClient``.
-httpx-aiohttp's exception mapping is lossy (a dropped connection after the request was written
-surfaces as ``ConnectTimeout``); :func:`providers.http.classify_exception` reads the
-underlying aiohttp error so that case stays *unknown*, never a safe-to-resend rejection.
+The default, ``http1``, is the router's own lean HTTP/1.1 client (:mod:`router.http1`):
+a ``WireRequest`` is already bytes, and aiohttp's request machinery cost ~3.7x its CPU per
+request (``python -m benchmarks.bench_transport``, figures in benchmarks/README.md).
+``aiohttp`` (:class:`DirectAiohttpClient`, the default until 2026-12-04), ``httpx-aiohttp``
+and ``httpx`` (:class:`HttpxClient`) remain selectable, and an embedding application may pass
+its own ``httpx.AsyncClient``. Measured earlier (``bench_load``): httpx's default transport
+falls from 707 req/s at concurrency 1 to 164 req/s at concurrency 100 (pool lock contention,
+encode/httpx#3215). httpx-aiohttp's exception mapping is lossy (a dropped connection after the
+request was written surfaces as ``ConnectTimeout``); :func:`providers.http.classify_exception`
+reads the underlying aiohttp error so that case stays *unknown*, never a safe-to-resend
+rejection.
 
 A new client costs ~38 ms of CPU (CA bundle): the router creates one per provider, once.
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Literal
 
 import aiohttp
 import httpx
@@ -27,6 +27,8 @@ from httpx_aiohttp import AiohttpTransport
 from providers.base import ErrorClass, Verdict
 from providers.http import HttpClient, ProviderIOError, classify_exception, io_error
 from providers.wire import WireRequest, WireResponse
+from router.config import TransportKind
+from router.http1 import Http1Client
 
 
 class _RedactQuerySecrets(logging.Filter):
@@ -48,9 +50,6 @@ class _RedactQuerySecrets(logging.Filter):
 
 
 logging.getLogger("httpx").addFilter(_RedactQuerySecrets())
-
-TransportKind = Literal["aiohttp", "httpx-aiohttp", "httpx"]
-DEFAULT_TRANSPORT: TransportKind = "aiohttp"
 
 
 class SafeAiohttpTransport(AiohttpTransport):
@@ -89,8 +88,9 @@ def make_client(
         max_keepalive_connections=max_connections,
         keepalive_expiry=keepalive_s,
     )
-    if kind == "aiohttp":
-        return DirectAiohttpClient(
+    if kind == "http1" or kind == "aiohttp":
+        direct = Http1Client if kind == "http1" else DirectAiohttpClient
+        return direct(
             connect_timeout_s=connect_timeout_s,
             timeout_s=timeout_s,
             max_connections=max_connections,

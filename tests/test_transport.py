@@ -19,11 +19,12 @@ from providers.emulators.server import free_port
 from providers.http import ProviderIOError
 from providers.wire import WireRequest, WireResponse
 from router import Message, Router
+from router.config import TransportKind
 from router.sidecar.sandbox import running_sandbox
-from router.transport import TransportKind, make_client
+from router.transport import make_client
 
 pytestmark = pytest.mark.anyio
-TRANSPORTS: list[TransportKind] = ["aiohttp", "httpx-aiohttp", "httpx"]
+TRANSPORTS: list[TransportKind] = ["http1", "aiohttp", "httpx-aiohttp", "httpx"]
 
 
 @contextmanager
