@@ -22,7 +22,6 @@ import json
 import uuid
 from typing import Any
 
-import aiohttp
 import anyio
 
 from benchmarks.bench_load import full_telemetry
@@ -60,6 +59,8 @@ async def case_aiohttp(url: str, warmup: int, n: int, concurrency: int, _: float
     fields = soak_v1_fields(router_settings(url))
     content = fields["signature"] + TEXT
     send_url = f"{url}/api/v1/send"
+    import aiohttp  # here: the router's cases must not load it (the default needs none)
+
     connector = aiohttp.TCPConnector(limit=100)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:

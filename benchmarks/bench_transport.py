@@ -8,8 +8,7 @@ router builds per provider) sends the same pre-encoded ``WireRequest`` (a v1 pla
 as the adapter builds it) ``--sends`` times from 100 concurrent workers after a warm-up.
 Cases: ``http1`` (the router's own client, the default), ``aiohttp`` (one shared aiohttp
 session, the default until 2026-12-04), ``httpx-aiohttp`` (httpx's client over aiohttp).
-Figures: process CPU
-per request, requests/s, and the ratio of each to http1 within each run.
+Figures: process CPU per request, requests/s, and the ratio of each to http1 within each run.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ connection, 5xx, unreadable body) is ``UNKNOWN``.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Protocol
 
 import httpx
@@ -41,7 +42,7 @@ log = logging.getLogger("providers.http")
 
 
 class HttpClient(Protocol):
-    """What sending needs of a client: :class:`router.transport.DirectAiohttpClient` (the
+    """What sending needs of a client: :class:`router.http1.Http1Client` (the
     default) or :class:`router.transport.HttpxClient` (around any ``httpx.AsyncClient``)."""
 
     async def exchange(self, request: WireRequest, timeout_s: float | None) -> WireResponse:
@@ -53,18 +54,14 @@ class HttpClient(Protocol):
     async def aclose(self) -> None: ...
 
 
-try:  # aiohttp is optional at the transport level; only used to refine its exceptions
-    import aiohttp
-
+def _aiohttp_errors() -> tuple[tuple[type[BaseException], ...], type[BaseException] | None]:
+    """(never-connected error types, the base error type) of aiohttp, looked up only once
+    aiohttp is loaded (the aiohttp transports load it; until then no error can be its)."""
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is None:
+        return (), None
     # Never connected: no byte of the request can have reached the provider.
-    _AIOHTTP_NOT_CONNECTED: tuple[type[BaseException], ...] = (
-        aiohttp.ClientConnectorError,
-        aiohttp.ConnectionTimeoutError,
-    )
-    _AIOHTTP_ANY: tuple[type[BaseException], ...] = (aiohttp.ClientError,)
-except ImportError:  # pragma: no cover
-    _AIOHTTP_NOT_CONNECTED = ()
-    _AIOHTTP_ANY = ()
+    return (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError), aiohttp.ClientError
 
 
 class ProviderIOError(RouterError):
@@ -96,10 +93,11 @@ def classify_exception(exc: httpx.HTTPError) -> tuple[Verdict, Fault]:
     """Map an httpx transport error to a verdict. Only "never connected" is a provable
     rejection."""
     cause = exc.__cause__
-    if _AIOHTTP_ANY and isinstance(cause, _AIOHTTP_ANY):
+    not_connected, aiohttp_error = _aiohttp_errors()
+    if aiohttp_error is not None and isinstance(cause, aiohttp_error):
         # httpx-aiohttp maps every aiohttp ClientConnectionError (including "server
         # disconnected" after the request was written) to ConnectTimeout, so decide on the cause.
-        if isinstance(cause, _AIOHTTP_NOT_CONNECTED):
+        if isinstance(cause, not_connected):
             return Verdict.REJECTED, _provider_fault(ErrorClass.CONNECT, exc)
         if isinstance(exc, httpx.TimeoutException):
             return Verdict.UNKNOWN, _provider_fault(ErrorClass.TIMEOUT, exc)

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
-import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
-from providers.base import ErrorClass, Verdict
-from providers.http import HttpClient, ProviderIOError, classify_exception, io_error
+from providers.http import HttpClient, ProviderIOError, classify_exception
 from providers.wire import WireRequest, WireResponse
 from router.config import TransportKind
 from router.http1 import Http1Client
@@ -52,22 +50,6 @@ class _RedactQuerySecrets(logging.Filter):
 logging.getLogger("httpx").addFilter(_RedactQuerySecrets())
 
 
-class SafeAiohttpTransport(AiohttpTransport):
-    """httpx-aiohttp's transport, plus one guarantee: no raw aiohttp exception escapes.
-
-    httpx-aiohttp leaves some aiohttp errors unmapped (a garbled status line raises
-    ``aiohttp.ClientResponseError``); they become ``httpx.RemoteProtocolError`` with the
-    original as ``__cause__``, so callers catching ``httpx.HTTPError`` see every failure.
-    """
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        try:
-            response: httpx.Response = await super().handle_async_request(request)
-        except aiohttp.ClientError as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-        return response
-
-
 def make_client(
     kind: TransportKind,
     *,
@@ -89,7 +71,11 @@ def make_client(
         keepalive_expiry=keepalive_s,
     )
     if kind == "http1" or kind == "aiohttp":
-        direct = Http1Client if kind == "http1" else DirectAiohttpClient
+        direct: Callable[..., HttpClient] = Http1Client
+        if kind == "aiohttp":
+            from router.transport_aiohttp import DirectAiohttpClient
+
+            direct = DirectAiohttpClient
         return direct(
             connect_timeout_s=connect_timeout_s,
             timeout_s=timeout_s,
@@ -97,80 +83,12 @@ def make_client(
             keepalive_s=keepalive_s,
         )
     if kind == "httpx-aiohttp":
+        from router.transport_aiohttp import SafeAiohttpTransport
+
         transport: httpx.AsyncBaseTransport = SafeAiohttpTransport(limits=limits, trust_env=False)
     else:
         transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
     return HttpxClient(httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False))
-
-
-class DirectAiohttpClient:
-    """The default client: an adapter's :class:`WireRequest` straight onto one shared
-    ``aiohttp.ClientSession``, the answer read into a :class:`WireResponse`.
-
-    No httpx objects per request (its client layer: auth flows, redirects, cookies, event
-    hooks, header normalisation, costs more CPU per request than the routing decision).
-    aiohttp's errors become :class:`ProviderIOError` here, by the rule of
-    :mod:`providers.http`: rejected only when the connection was never made.
-    """
-
-    def __init__(
-        self,
-        *,
-        connect_timeout_s: float,
-        timeout_s: float,
-        max_connections: int,
-        keepalive_s: float = 4.0,
-    ):
-        self.connect_timeout_s = connect_timeout_s
-        self._limit = max_connections
-        self._keepalive_s = keepalive_s
-        self._session: aiohttp.ClientSession | None = None
-        self._default_timeout = aiohttp.ClientTimeout(
-            total=timeout_s, sock_connect=connect_timeout_s
-        )
-
-    def _session_now(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._limit, ttl_dns_cache=300, keepalive_timeout=self._keepalive_s
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=False, auto_decompress=True
-            )
-        return self._session
-
-    async def exchange(self, request: WireRequest, timeout_s: float | None) -> WireResponse:
-        if timeout_s is None:
-            timeout = self._default_timeout
-        else:
-            connect = min(timeout_s, self.connect_timeout_s)
-            timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect)
-        try:
-            async with self._session_now().request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                data=request.body,
-                timeout=timeout,
-                allow_redirects=False,
-            ) as response:
-                body = await response.read()
-                return WireResponse(response.status, body, response.headers)
-        except _NOT_CONNECTED as exc:
-            raise io_error(Verdict.REJECTED, ErrorClass.CONNECT, exc, request.path) from None
-        except TimeoutError as exc:
-            raise io_error(Verdict.UNKNOWN, ErrorClass.TIMEOUT, exc, request.path) from None
-        except aiohttp.ClientError as exc:
-            raise io_error(Verdict.UNKNOWN, ErrorClass.PROTOCOL, exc, request.path) from None
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-# Never connected: no byte of the request can have reached the provider.
-_NOT_CONNECTED = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 class HttpxClient:

@@ -54,7 +54,8 @@ from providers.http import send_batch
 from router import Message, Router, RouterSettings
 from router.config import ServerSettings, load_settings
 from router.sidecar.app import create_app
-from router.transport import DirectAiohttpClient, HttpxClient
+from router.transport import HttpxClient
+from router.transport_aiohttp import DirectAiohttpClient
 from tests.providers_helpers import mobiles, numbers
 
 Serve = Callable[[Any], ThreadedServer]

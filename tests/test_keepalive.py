@@ -15,7 +15,8 @@ from providers.emulators import v1platform
 from providers.emulators.server import free_port
 from router.engine import Router
 from router.model import Message
-from router.transport import DirectAiohttpClient, make_client
+from router.transport import make_client
+from router.transport_aiohttp import DirectAiohttpClient
 from tests.sandbox import RunningSandbox, plain_providers
 
 pytestmark = pytest.mark.anyio

@@ -7,6 +7,8 @@ must be UNKNOWN (never re-sent), while httpx-aiohttp reports it as ``ConnectTime
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -159,3 +161,19 @@ async def test_an_httpx_client_given_to_the_router_carries_its_sends() -> None:
             result = await router.send(Message(mobiles=["13800138000"], content="hi"))
     assert result.ok, result
     assert seen.count("/api/v1/send") == 1  # and the pulls (report, balance) went through it too
+
+
+def test_the_default_transport_never_loads_aiohttp() -> None:
+    """A router on the default transport (with the sidecar's app) keeps aiohttp unloaded:
+    ~10 MB less resident (benchmarks/README.md, soak)."""
+    code = (
+        "import sys\n"
+        "from router import Router\n"
+        "from router.sidecar.sandbox import Sandbox, sandbox_settings\n"
+        "import router.sidecar.app\n"
+        "urls = {n: 'http://127.0.0.1:9' for n in ('baofoo', 'v1platform', 'ronglian')}\n"
+        "router = Router(sandbox_settings(Sandbox(apps={}, urls=urls)))\n"
+        "assert router.settings.transport == 'http1'\n"
+        "assert 'aiohttp' not in sys.modules, 'aiohttp was loaded'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
