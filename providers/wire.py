@@ -15,10 +15,11 @@ for forms, the caller's bytes for JSON); multipart bodies, rare, are encoded by 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit
 
 import httpx
 
@@ -68,13 +69,21 @@ class WireRequest:
 
 
 _FORM_HEADERS = (("Content-Type", FORM),)
+# What quote_plus leaves as is: such a value (a mobile, an id) is its own encoding.
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _quote(text: str) -> str:
+    """``urlencode``'s encoding of one name or value (``quote_plus``), skipped when there is
+    nothing to encode: quote_plus walks every character in Python (~4 us per v1 send)."""
+    return text if _PLAIN.fullmatch(text) else quote_plus(text)
 
 
 def form_request(url: str, fields: Mapping[str, str], *, prefix: bytes = b"") -> WireRequest:
     """``POST`` of ``application/x-www-form-urlencoded`` fields, byte for byte as httpx's
     ``data=fields`` encodes them. ``prefix``: fields encoded once (``form_prefix``) that go
     first, such as an account's credentials."""
-    body = urlencode(fields).encode()
+    body = "&".join(f"{_quote(k)}={_quote(v)}" for k, v in fields.items()).encode()
     if prefix:
         body = prefix + b"&" + body if body else prefix
     return WireRequest("POST", url, _FORM_HEADERS, body)

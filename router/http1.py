@@ -369,6 +369,10 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks ------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.done:  # a second answer to one request: stop; the connection is not reused
+            raise ServerDisconnectedError("more than one answer to a request")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.size += len(name) + len(value)
         if self.size > MAX_HEAD_BYTES:

@@ -287,6 +287,23 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced_not_failed(
     assert server.connections == 3
 
 
+async def test_a_second_answer_to_one_request_is_not_taken_for_the_next() -> None:
+    """Bytes beyond the answer (a second answer) make the connection untrustworthy: the
+    first answer is returned and the next request goes on a new connection."""
+    box: list[Server] = []
+
+    def reply(_: bytes) -> bytes:
+        return answer(b"first") + answer(b"second")
+
+    async with serving(keep_answering(box, reply)) as server:
+        box.append(server)
+        c = client()
+        first = await c.exchange(post(server.url), None)
+        again = await c.exchange(post(server.url), None)
+        await c.aclose()
+    assert (first.content, again.content, server.connections) == (b"first", b"first", 2)
+
+
 async def test_an_idle_connection_past_keepalive_is_not_reused() -> None:
     box: list[Server] = []
     async with serving(keep_answering(box, lambda _: answer(b"ok"))) as server:

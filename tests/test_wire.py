@@ -15,7 +15,10 @@ from providers.wire import WireRequest, form_prefix, form_request
 
 # Form text without lone surrogates (those cannot be encoded by anyone).
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
-FIELDS = st.dictionaries(TEXT, TEXT, max_size=5)
+# Near-plain text too: the encoder skips quoting for values made only of unreserved
+# characters, so mobiles, ids and their neighbours (space, +, &, =, %) must be exercised.
+NEAR_PLAIN = st.text("aZ09_.~-+&=% \n", max_size=20)
+FIELDS = st.dictionaries(TEXT | NEAR_PLAIN, TEXT | NEAR_PLAIN, max_size=5)
 
 
 @given(prefix=FIELDS, fields=FIELDS)

@@ -154,6 +154,13 @@ class MemoryStateStore:
     async def commit(
         self, key: str, token: str, payload: bytes, ttl_s: float, *, fingerprint: str = ""
     ) -> bool:
+        return self.commit_now(key, token, payload, ttl_s, fingerprint=fingerprint)
+
+    def commit_now(
+        self, key: str, token: str, payload: bytes, ttl_s: float, *, fingerprint: str = ""
+    ) -> bool:
+        """:meth:`commit` without a suspension point (nothing can cancel it half-way): the
+        idempotency layer calls it directly, without shielding it (``InProcessCommit``)."""
         record = self._live(key)
         if record is not None and record.owner == hash(token):
             return True
