@@ -108,6 +108,8 @@ class Http1Client:
         reusable = False
         try:
             status, headers, body, reusable = await connection.roundtrip(loop, data, deadline)
+        except NotConnectedError as exc:  # nothing was written
+            raise io_error(Verdict.REJECTED, ErrorClass.CONNECT, exc, request.path) from None
         except TimeoutError as exc:
             raise _unknown(ErrorClass.TIMEOUT, exc, request) from None
         except (OSError, ValueError, httptools.HttpParserError, zlib.error) as exc:
@@ -297,7 +299,7 @@ class _Connection(asyncio.Protocol):
     ) -> tuple[int, dict[str, str], bytes, bool]:
         """Write ``data`` and read one answer: (status, headers, body, reusable)."""
         if self.transport is None or self.closed:
-            raise ServerDisconnectedError("the connection closed before the request")
+            raise NotConnectedError("the connection closed before the request was written")
         self._reset()
         waiter = self.waiter = loop.create_future()
         timer = loop.call_at(deadline, self._expire)

@@ -148,12 +148,14 @@ def framed(body: bytes, framing: str, chunk_sizes: list[int]) -> bytes:
     framing=st.sampled_from(FRAMINGS),
     chunk_sizes=st.lists(st.integers(1, 700), max_size=6),
     cuts=st.lists(st.integers(1, 400), max_size=8),
+    uvloop=st.booleans(),
 )
 def test_any_framing_split_anywhere_reads_the_body_intact(
-    body: bytes, framing: str, chunk_sizes: list[int], cuts: list[int]
+    body: bytes, framing: str, chunk_sizes: list[int], cuts: list[int], uvloop: bool
 ) -> None:
     """Content-Length, chunked or close-delimited, written in pieces cut anywhere (with the
-    socket flushed between pieces): the body arrives byte for byte."""
+    socket flushed between pieces): the body arrives byte for byte, on asyncio's own loop and
+    on uvloop (the sidecar's)."""
     wire = framed(body, framing, chunk_sizes)
 
     async def scenario() -> None:
@@ -183,7 +185,7 @@ def test_any_framing_split_anywhere_reads_the_body_intact(
                 await c.aclose()
             assert (response.status_code, response.content) == (200, body)
 
-    anyio.run(scenario)
+    anyio.run(scenario, backend_options={"use_uvloop": uvloop})
 
 
 async def test_gzip_and_informational_answers_are_read() -> None:
@@ -440,6 +442,31 @@ async def test_a_request_http_cannot_carry_is_rejected_unsent(headers: dict[str,
         verdict, error_class, _ = await failure(c, post(server.url, headers=headers))
         await c.aclose()
     assert (verdict, error_class, server.connections) == (Verdict.REJECTED, ErrorClass.PROTOCOL, 0)
+
+
+async def test_a_connection_closed_between_hand_over_and_use_is_a_rejection() -> None:
+    """Handed a kept-alive connection that closed before the request was written: nothing
+    reached the server, so the verdict is rejected (safe to send elsewhere)."""
+    box: list[Server] = []
+    async with serving(keep_answering(box, lambda _: answer(b"ok"))) as server:
+        box.append(server)
+        c = client(max_connections=1)
+        await c.exchange(post(server.url), None)
+        loop = asyncio.get_running_loop()
+        (pool,) = c._pools.values()
+        held = await pool.acquire(loop, loop.time() + 1)
+        waiting = asyncio.create_task(c.exchange(post(server.url), None))
+        await asyncio.sleep(0.01)
+        pool.release(held, True)  # handed to the waiting request...
+        held.close()  # ...and closed before it could write
+        with pytest.raises(ProviderIOError) as info:
+            await waiting
+        await c.aclose()
+    assert (info.value.verdict, info.value.fault.error_class) == (
+        Verdict.REJECTED,
+        ErrorClass.CONNECT,
+    )
+    assert len(server.requests) == 1
 
 
 async def test_an_oversized_answer_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
