@@ -1,6 +1,6 @@
 """Sustained load: client CPU per send over a long run, router against raw aiohttp.
 
-    python -m benchmarks.bench_soak [--sends 100000] [--runs 3] [--smoke]
+    python -m benchmarks.bench_soak [--sends 100000] [--runs 3] [--smoke] [--ladder]
 
 A stand-in v1 platform (``benchmarks/standin.py``: a raw asyncio server answering every send
 with a fixed success body in a few microseconds) runs in its own process, so only the client
@@ -10,6 +10,9 @@ is measured. Each case runs in a fresh subprocess (so its peak RSS is its own):
      sampled at 1%), single-recipient sends;
   A'. the same router with ``transport = "aiohttp"`` (what the http1 transport saves);
   B. raw aiohttp: one shared session posting the same form bodies to the same endpoint.
+With ``--ladder`` the cases are instead the router with its features added one at a time
+(no key and no telemetry; + an idempotency key; + Prometheus metrics; + 1% tracing, i.e. the
+full router) and raw aiohttp: what each feature costs a send.
 Both: a warm-up, then ``--sends`` sends by a fixed pool of 100 workers pulling from one
 counter. Figures: process CPU per send in each fifth of the run (does it grow?), last fifth /
 first fifth, overall CPU per send, sends/s, peak RSS, provider requests counted by the
@@ -37,7 +40,9 @@ from benchmarks.stats import peak_rss_mb, spread, table, write_result
 from providers.emulators.server import free_port
 from providers.v1platform import V1PlatformSettings
 from router import Message, Router, RouterSettings
+from router.events import EventBus
 from router.sidecar.sandbox import Sandbox, sandbox_settings
+from router.telemetry import MetricsSink
 
 CONCURRENCY = 100
 FIFTHS = 5
@@ -48,6 +53,15 @@ CASES = {
     "router-aiohttp": "router, transport = aiohttp",
     "aiohttp": "raw aiohttp (shared session)",
 }
+# --ladder: what each feature costs, from the bare engine up to the full router.
+LADDER = {
+    "bare": "router: no key, no telemetry",
+    "keyed": "router: + idempotency key",
+    "metrics": "router: + Prometheus metrics",
+    "router": "router (full features)",
+    "aiohttp": "raw aiohttp (shared session)",
+}
+FEATURES = {"bare": (False, False), "keyed": (True, False), "metrics": (True, True)}
 
 
 # -- the stand-in server --------------------------------------------------------------------
@@ -139,18 +153,24 @@ def router_settings(url: str, **provider: Any) -> RouterSettings:
     )
 
 
-async def case_router(url: str, warmup: int, n: int, transport: str = "") -> dict[str, Any]:
+async def case_router(
+    url: str, warmup: int, n: int, transport: str = "", features: str = ""
+) -> dict[str, Any]:
+    """The full router, or with ``features`` ("bare", "keyed", "metrics") a lesser one."""
     settings = router_settings(url)
     if transport:  # the same router over another transport (the default: http1)
         settings = settings.model_copy(update={"transport": transport})
-    async with Router(settings, events=full_telemetry(settings)) as router:
+    keyed, metrics_only = FEATURES.get(features, (True, False))
+    events = full_telemetry(settings)
+    if features:  # no tracing; metrics only where asked
+        events = EventBus([s for s in events.sinks if metrics_only and isinstance(s, MetricsSink)])
+    async with Router(settings, events=events) as router:
         for name in router.providers:
             router.set_enabled(name, name == PROVIDER)
 
         async def one(i: int) -> bool:
-            message = Message(
-                mobiles=[mobile(i)], content=CONTENT, idempotency_key=uuid.uuid4().hex
-            )
+            key = uuid.uuid4().hex if keyed else None
+            message = Message(mobiles=[mobile(i)], content=CONTENT, idempotency_key=key)
             result = await router.send(message)
             return result.ok
 
@@ -207,6 +227,8 @@ def run_case(case: str, url: str, warmup: int, n: int) -> None:
     """The child's job: one case, figures as one JSON line on stdout."""
     if case == "aiohttp":
         figures = anyio.run(case_aiohttp, url, warmup, n)
+    elif case in FEATURES:
+        figures = anyio.run(case_router, url, warmup, n, "", case)
     else:
         transport = "" if case == "router" else case.removeprefix("router-")
         figures = anyio.run(case_router, url, warmup, n, transport)
@@ -253,23 +275,30 @@ def flat(figures: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def summary(runs: list[dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+def summary(
+    runs: list[dict[str, dict[str, Any]]], cases: dict[str, str] = CASES
+) -> list[dict[str, Any]]:
     rows = []
-    for case, label in CASES.items():
+    for case, label in cases.items():
         for title, key in SUMMARY.items():
             values = [flat(r[case])[key] for r in runs]
             rows.append(spread(label, title, values))
-    ratios = [r["aiohttp"]["cpu_us_per_send"] / r["router"]["cpu_us_per_send"] for r in runs]
-    rows.append(spread("both", "aiohttp CPU / router CPU", ratios))
-    over = [r["router-aiohttp"]["cpu_us_per_send"] / r["router"]["cpu_us_per_send"] for r in runs]
-    rows.append(spread("both", "router over aiohttp CPU / router CPU", over))
+    for case, label in cases.items():  # each router's share of raw aiohttp's efficiency
+        if case != "aiohttp":
+            cpu = [r["aiohttp"]["cpu_us_per_send"] / r[case]["cpu_us_per_send"] for r in runs]
+            rows.append(spread(label, "aiohttp CPU / its CPU", cpu))
+    if "router-aiohttp" in cases:
+        cpu = [
+            r["router-aiohttp"]["cpu_us_per_send"] / r["router"]["cpu_us_per_send"] for r in runs
+        ]
+        rows.append(spread("both", "router over aiohttp CPU / router CPU", cpu))
     return rows
 
 
 def per_run_row(run: int, case: str, f: dict[str, Any]) -> dict[str, Any]:
     return {
         "run": run,
-        "case": CASES[case],
+        "case": {**CASES, **LADDER}[case],
         "fifths us/send": " ".join(f"{v:.1f}" for v in f["cpu_us_per_send_fifths"]),
         "last/first": f["last_over_first"],
         "us/send": f["cpu_us_per_send"],
@@ -286,7 +315,10 @@ def main() -> None:
     parser.add_argument("--sends", type=int, default=None, help="timed sends (100000)")
     parser.add_argument("--runs", type=int, default=None, help="runs per case (3)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed sends first (2000)")
-    parser.add_argument("--case", choices=sorted(CASES), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--ladder", action="store_true", help="the router with features added one by one"
+    )
+    parser.add_argument("--case", choices=sorted({*CASES, *LADDER}), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     n = args.sends or (2000 if args.smoke else 100_000)
@@ -297,20 +329,21 @@ def main() -> None:
     if args.case:
         run_case(args.case, args.url, warmup, n)
         return
+    cases = LADDER if args.ladder else CASES
     results: list[dict[str, dict[str, Any]]] = []
     rows = []
     with standin() as url:
         start = counts(url)
         for run in range(1, runs + 1):
             results.append({})
-            for case in CASES:
+            for case in cases:
                 figures = in_subprocess(case, url, warmup, n)
                 results[-1][case] = figures
                 rows.append(per_run_row(run, case, figures))
                 print(table(rows[-1:]), flush=True)
         end = counts(url)
     print(table(rows))
-    spread_rows = summary(results)
+    spread_rows = summary(results, cases)
     print(
         f"\n{n:,} sends per case after {warmup:,} warm-up, concurrency {CONCURRENCY}, {runs} runs"
     )
@@ -318,7 +351,7 @@ def main() -> None:
     served = end["requests"] - start["requests"]
     server_us = (end["cpu_s"] - start["cpu_s"]) / max(1, served) * 1e6
     print(f"stand-in: {served:,.0f} requests, {server_us:.1f} us of its CPU each")
-    name = "soak" + ("-smoke" if args.smoke else "")
+    name = "soak" + ("-ladder" if args.ladder else "") + ("-smoke" if args.smoke else "")
     payload = {
         "sends": n,
         "warmup": warmup,
