@@ -417,6 +417,8 @@ def _decode(body: bytes, encoding: str) -> bytes:
         out = decoder.decompress(body, MAX_RESPONSE_BYTES)
     if decoder.unconsumed_tail:
         raise ResponseTooLargeError(f"decoded answer over {MAX_RESPONSE_BYTES} bytes")
+    if not decoder.eof:
+        raise zlib.error("the compressed answer ends before its stream does")
     return out
 
 

@@ -1,7 +1,7 @@
 """HTTP clients for providers: one ``exchange(WireRequest) -> WireResponse`` per attempt.
 
 The default, ``http1``, is the router's own lean HTTP/1.1 client (:mod:`router.http1`):
-a ``WireRequest`` is already bytes, and aiohttp's request machinery cost ~3.7x its CPU per
+a ``WireRequest`` is already bytes, and aiohttp's request machinery cost ~3.4x its CPU per
 request (``python -m benchmarks.bench_transport``, figures in benchmarks/README.md).
 ``aiohttp`` (:class:`DirectAiohttpClient`, the default until 2026-12-04), ``httpx-aiohttp``
 and ``httpx`` (:class:`HttpxClient`) remain selectable, and an embedding application may pass

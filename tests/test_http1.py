@@ -204,6 +204,21 @@ async def test_gzip_and_informational_answers_are_read() -> None:
     assert response.headers["content-encoding"] == "gzip"
 
 
+async def test_a_truncated_gzip_answer_is_unknown() -> None:
+    box: list[Server] = []
+    cut = gzip.compress(b'{"code": "00", "data": "' + b"x" * 200 + b'"}')[:-12]
+
+    def reply(_: bytes) -> bytes:
+        return answer(cut, "Content-Encoding: gzip")
+
+    async with serving(keep_answering(box, reply)) as server:
+        box.append(server)
+        c = client()
+        verdict, error_class, _ = await failure(c, post(server.url))
+        await c.aclose()
+    assert (verdict, error_class) == (Verdict.UNKNOWN, ErrorClass.PROTOCOL)
+
+
 async def test_the_request_is_written_as_http_1_1() -> None:
     box: list[Server] = []
     async with serving(keep_answering(box, lambda _: answer(b"ok"))) as server:
