@@ -24,7 +24,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import cast
 
 import anyio
 
@@ -32,15 +31,9 @@ from router.clock import Clock
 from router.errors import IdempotencyConflictError, IdempotencyPendingError, StateStoreError
 from router.ids import new_id
 from router.model import Message, SendResult
-from router.state.base import (
-    Acquired,
-    Conflict,
-    Done,
-    InProcessCommit,
-    StateStore,
-    fingerprint,
-)
+from router.state.base import Acquired, Conflict, Done, StateStore, fingerprint
 from router.state.codec import decode_result, encode_result
+from router.state.memory import MemoryStateStore
 from router.state.outbox import Outbox, PendingWrite
 
 log = logging.getLogger("router.idempotency")
@@ -159,11 +152,10 @@ async def _commit(
 ) -> bool:
     """Store the result: retried for ``commit_retry_s``, then queued. True once stored."""
     payload = encode_result(result)
-    if hasattr(store, "commit_now"):
+    if isinstance(store, MemoryStateStore):
         # No I/O, no suspension point: nothing can cancel it, so no shield (the shield's
-        # bookkeeping cost ~10 us a send) and nothing to retry.
-        in_process = cast(InProcessCommit, store)
-        if not in_process.commit_now(key, token, payload, policy.ttl_s, fingerprint=fp):
+        # bookkeeping costs a few us a send) and nothing to retry.
+        if not store.commit_now(key, token, payload, policy.ttl_s, fingerprint=fp):
             log.error(LEASE_LOST)
         return True
 

@@ -3,16 +3,17 @@
 The default, ``http1``, is the router's own lean HTTP/1.1 client (:mod:`router.http1`):
 a ``WireRequest`` is already bytes, and aiohttp's request machinery cost ~3.4x its CPU per
 request (``python -m benchmarks.bench_transport``, figures in benchmarks/README.md).
-``aiohttp`` (:class:`DirectAiohttpClient`, the default until 2026-12-04), ``httpx-aiohttp``
-and ``httpx`` (:class:`HttpxClient`) remain selectable, and an embedding application may pass
-its own ``httpx.AsyncClient``. Measured earlier (``bench_load``): httpx's default transport
-falls from 707 req/s at concurrency 1 to 164 req/s at concurrency 100 (pool lock contention,
-encode/httpx#3215). httpx-aiohttp's exception mapping is lossy (a dropped connection after the
-request was written surfaces as ``ConnectTimeout``); :func:`providers.http.classify_exception`
-reads the underlying aiohttp error so that case stays *unknown*, never a safe-to-resend
-rejection.
+``aiohttp`` (:class:`router.transport_aiohttp.DirectAiohttpClient`, the default until
+2026-12-04), ``httpx-aiohttp`` and ``httpx`` (:class:`HttpxClient`) remain selectable, and an
+embedding application may pass its own ``httpx.AsyncClient``. Measured earlier
+(``bench_load``): httpx's default transport falls from 707 req/s at concurrency 1 to 164 req/s
+at concurrency 100 (pool lock contention, encode/httpx#3215). httpx-aiohttp's exception
+mapping is lossy (a dropped connection after the request was written surfaces as
+``ConnectTimeout``); :func:`providers.http.classify_exception` reads the underlying aiohttp
+error so that case stays *unknown*, never a safe-to-resend rejection.
 
-A new client costs ~38 ms of CPU (CA bundle): the router creates one per provider, once.
+A new client costs up to ~38 ms of CPU (the CA bundle; http1 loads it on its first https
+request): the router creates one per provider, once.
 """
 
 from __future__ import annotations

@@ -65,16 +65,6 @@ class StatsCounts:
         )
 
 
-class InProcessCommit(Protocol):
-    """A store whose commit does no I/O (the memory store): ``commit_now`` is its commit
-    without a suspension point, which nothing can cancel half-way, so the idempotency layer
-    calls it without a cancel shield. Found by ``getattr(store, "commit_now", None)``."""
-
-    def commit_now(
-        self, key: str, token: str, payload: bytes, ttl_s: float, *, fingerprint: str = ""
-    ) -> bool: ...
-
-
 class StateStore(Protocol):
     async def reserve(
         self, key: str, fingerprint: str, lease_s: float, *, token: str = ""

@@ -160,7 +160,7 @@ class MemoryStateStore:
         self, key: str, token: str, payload: bytes, ttl_s: float, *, fingerprint: str = ""
     ) -> bool:
         """:meth:`commit` without a suspension point (nothing can cancel it half-way): the
-        idempotency layer calls it directly, without shielding it (``InProcessCommit``)."""
+        idempotency layer calls it directly, without a cancel shield."""
         record = self._live(key)
         if record is not None and record.owner == hash(token):
             return True
