@@ -14,6 +14,7 @@ import uvicorn
 from providers.emulators import v1platform
 from providers.emulators.server import free_port
 from router.engine import Router
+from router.http1 import Http1Client
 from router.model import Message
 from router.transport import make_client
 from router.transport_aiohttp import DirectAiohttpClient
@@ -23,6 +24,8 @@ pytestmark = pytest.mark.anyio
 
 
 def test_keepalive_reaches_every_transport() -> None:
+    own = make_client("http1", connect_timeout_s=1, timeout_s=2, max_connections=4, keepalive_s=0.8)
+    assert isinstance(own, Http1Client) and own.keepalive_s == 0.8
     direct = make_client(
         "aiohttp", connect_timeout_s=1, timeout_s=2, max_connections=4, keepalive_s=0.8
     )
