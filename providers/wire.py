@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote_plus, urlsplit
 
 import httpx
 
@@ -79,11 +79,16 @@ def _quote(text: str) -> str:
     return text if _PLAIN.fullmatch(text) else quote_plus(text)
 
 
+def _encode_form(fields: Mapping[str, str]) -> bytes:
+    """``fields`` as ``urlencode`` encodes them (one encoder for bodies and prefixes)."""
+    return "&".join(f"{_quote(k)}={_quote(v)}" for k, v in fields.items()).encode()
+
+
 def form_request(url: str, fields: Mapping[str, str], *, prefix: bytes = b"") -> WireRequest:
     """``POST`` of ``application/x-www-form-urlencoded`` fields, byte for byte as httpx's
     ``data=fields`` encodes them. ``prefix``: fields encoded once (``form_prefix``) that go
     first, such as an account's credentials."""
-    body = "&".join(f"{_quote(k)}={_quote(v)}" for k, v in fields.items()).encode()
+    body = _encode_form(fields)
     if prefix:
         body = prefix + b"&" + body if body else prefix
     return WireRequest("POST", url, _FORM_HEADERS, body)
@@ -91,7 +96,7 @@ def form_request(url: str, fields: Mapping[str, str], *, prefix: bytes = b"") ->
 
 def form_prefix(fields: Mapping[str, str]) -> bytes:
     """``fields`` encoded once, to be the ``prefix`` of every ``form_request`` after."""
-    return urlencode(fields).encode()
+    return _encode_form(fields)
 
 
 def multipart_request(url: str, parts: Mapping[str, tuple[None, bytes, str]]) -> WireRequest:
