@@ -65,12 +65,6 @@ def make_client(
     ``keepalive_s``: an idle connection is closed by us before the server's own keep-alive
     ends (5 s is a common server default). Reusing a connection the server is closing at that
     moment fails after the request was written: a send would end ``unknown`` for nothing."""
-    timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s, pool=connect_timeout_s)
-    limits = httpx.Limits(
-        max_connections=max_connections,
-        max_keepalive_connections=max_connections,
-        keepalive_expiry=keepalive_s,
-    )
     if kind == "http1" or kind == "aiohttp":
         direct: Callable[..., HttpClient] = Http1Client
         if kind == "aiohttp":
@@ -83,6 +77,12 @@ def make_client(
             max_connections=max_connections,
             keepalive_s=keepalive_s,
         )
+    timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s, pool=connect_timeout_s)
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=keepalive_s,
+    )
     if kind == "httpx-aiohttp":
         from router.transport_aiohttp import SafeAiohttpTransport
 
