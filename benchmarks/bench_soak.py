@@ -34,6 +34,7 @@ from typing import Any
 
 import anyio
 import httpx
+from prometheus_client import CollectorRegistry
 
 from benchmarks.bench_load import full_telemetry
 from benchmarks.stats import peak_rss_mb, spread, table, write_result
@@ -161,9 +162,20 @@ async def case_router(
     if transport:  # the same router over another transport (the default: http1)
         settings = settings.model_copy(update={"transport": transport})
     keyed, metrics_only = FEATURES.get(features, (True, False))
-    events = full_telemetry(settings)
-    if features:  # no tracing; metrics only where asked
-        events = EventBus([s for s in events.sinks if metrics_only and isinstance(s, MetricsSink)])
+    if not features:
+        events = full_telemetry(settings)
+    elif metrics_only:  # as a deployment without tracing has it: no exemplar look-ups
+        events = EventBus(
+            [
+                MetricsSink(
+                    CollectorRegistry(),
+                    providers=[*settings.providers],
+                    scenes=[*settings.templates],
+                )
+            ]
+        )
+    else:
+        events = EventBus()
     async with Router(settings, events=events) as router:
         for name in router.providers:
             router.set_enabled(name, name == PROVIDER)
