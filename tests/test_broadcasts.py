@@ -33,7 +33,9 @@ from router.state.jobs import (
     JournalEntry,
     MemoryJobStore,
     RedisJobStore,
+    job_store_for,
 )
+from router.state.memory import MemoryStateStore
 from router.state.redis import RedisStateStore
 from tests.redis_server import redis_url
 from tests.sandbox import RunningSandbox, only
@@ -67,6 +69,17 @@ async def jobs(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
         store = RedisStateStore.from_url(url, prefix=f"{prefix}{uuid.uuid4().hex[:6]}:")
         yield RedisJobStore(store)
         await store.aclose()
+
+
+async def test_jobs_live_where_the_state_store_lives(tmp_path: Path) -> None:
+    """A Redis state store shares its jobs through Redis; the memory store keeps them here."""
+    assert isinstance(job_store_for(MemoryStateStore()), MemoryJobStore)
+    with redis_url(tmp_path) as (url, prefix):
+        store = RedisStateStore.from_url(url, prefix=prefix)
+        try:
+            assert isinstance(job_store_for(store), RedisJobStore)
+        finally:
+            await store.aclose()
 
 
 async def test_the_job_store_contract(jobs: JobStore) -> None:

@@ -163,9 +163,10 @@ async def test_an_httpx_client_given_to_the_router_carries_its_sends() -> None:
     assert seen.count("/api/v1/send") == 1  # and the pulls (report, balance) went through it too
 
 
-def test_the_default_transport_never_loads_aiohttp() -> None:
-    """A router on the default transport (with the sidecar's app) keeps aiohttp unloaded:
-    ~10 MB less resident (benchmarks/README.md, soak)."""
+def test_the_default_router_never_loads_aiohttp_or_redis() -> None:
+    """A router on the default transport and the memory store (with the sidecar's app) keeps
+    the optional clients unloaded: aiohttp ~10 MB, redis-py ~8 MB resident (benchmarks/README.md,
+    soak)."""
     code = (
         "import sys\n"
         "from router import Router\n"
@@ -175,5 +176,6 @@ def test_the_default_transport_never_loads_aiohttp() -> None:
         "router = Router(sandbox_settings(Sandbox(apps={}, urls=urls)))\n"
         "assert router.settings.transport == 'http1'\n"
         "assert 'aiohttp' not in sys.modules, 'aiohttp was loaded'\n"
+        "assert 'redis' not in sys.modules, 'redis was loaded'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -16,6 +16,7 @@ memory store keeps the same in a bounded dict for the in-process executor.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -533,10 +534,11 @@ class RedisJobStore:
 
 
 def job_store_for(store: object) -> JobStore:
-    """Jobs live where the state store lives: Redis when it is Redis, else this process."""
-    from router.state.redis import RedisStateStore
-
-    if isinstance(store, RedisStateStore):
+    """Jobs live where the state store lives: Redis when it is Redis, else this process.
+    A Redis store exists only once its module is loaded, so a router on the memory store
+    never imports redis-py (~8 MB resident, with its OpenTelemetry and cryptography imports)."""
+    redis_module = sys.modules.get("router.state.redis")
+    if redis_module is not None and isinstance(store, redis_module.RedisStateStore):
         return RedisJobStore(store)
     return MemoryJobStore()
 
