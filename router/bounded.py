@@ -4,11 +4,14 @@ An entry count alone is no bound: 100,000 results of 1-recipient sends and 100,0
 3,000-recipient broadcasts differ by three orders of magnitude, and under sustained load every
 retained object is walked again by the garbage collector. Every per-send structure the router
 keeps (recent results, sent message ids, receipts, trace links) is one of these, with a size
-estimate per value and a time to live; the oldest entries leave first.
+estimate per value and a time to live; the oldest entries leave first. An entry that leaves
+before its time (a bound was reached) is reported through ``on_full``: the operator must learn
+that the router forgets early (:func:`warn_when_full` logs it at most once a minute).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
@@ -22,7 +25,16 @@ V = TypeVar("V")
 class BoundedCache(Generic[K, V]):
     """Insertion-ordered (a re-put moves to the end); evicts the oldest past any bound."""
 
-    __slots__ = ("_bytes", "_clock", "_items", "_max_bytes", "_max_entries", "_size_of", "_ttl")
+    __slots__ = (
+        "_bytes",
+        "_clock",
+        "_items",
+        "_max_bytes",
+        "_max_entries",
+        "_on_full",
+        "_size_of",
+        "_ttl",
+    )
 
     def __init__(
         self,
@@ -32,9 +44,14 @@ class BoundedCache(Generic[K, V]):
         max_bytes: int,
         ttl_s: float,
         size_of: Callable[[V], int],
+        on_full: Callable[[V], object] | None = None,
     ) -> None:
-        """``size_of`` estimates a value's retained bytes (key and entry overhead included)."""
+        """``size_of`` estimates a value's retained bytes (key and entry overhead included;
+        tests/test_bounded_bytes.py holds each estimate to tracemalloc). ``on_full`` is called
+        with an entry dropped before its time to live because a bound was reached (values
+        with an expiry of their own check it there)."""
         self._clock = clock
+        self._on_full = on_full
         self._max_entries, self._max_bytes, self._ttl = max_entries, max_bytes, ttl_s
         self._size_of = size_of
         self._items: OrderedDict[K, tuple[float, int, V]] = OrderedDict()
@@ -85,5 +102,24 @@ class BoundedCache(Generic[K, V]):
             or self._bytes > self._max_bytes
             or next(iter(items.values()))[0] <= now
         ):
-            _, (_, size, _) = items.popitem(last=False)
+            _, (deadline, size, value) = items.popitem(last=False)
             self._bytes -= size
+            if deadline > now and self._on_full is not None:
+                self._on_full(value)
+
+
+def warn_when_full(
+    clock: Clock, log: logging.Logger, what: str, consequence: str
+) -> Callable[[object], None]:
+    """An ``on_full`` that logs a warning naming ``what`` forgets early and what that breaks,
+    at most once a minute (a full cache evicts on every put)."""
+    last = float("-inf")
+
+    def warn(_: object) -> None:
+        nonlocal last
+        now = clock.monotonic()
+        if now - last >= 60:
+            last = now
+            log.warning("%s is full: forgetting entries before they expire; %s", what, consequence)
+
+    return warn

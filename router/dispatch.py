@@ -273,8 +273,8 @@ class Dispatcher:
         parts = job.parts[0] if chunk[0].mobile.is_mainland else job.parts[1]
         cost = rt.provider.settings.price_per_part * parts * accepted
         rt.stats.spent(cost, limited=rt.provider.settings.spend_limit is not None)
-        if accepted and joined is None:  # a coalesced request remembers all its sends at once
-            self.intake.remember_sent(job.send_id, result)
+        if joined is None:  # a coalesced request remembers all its sends at once (_coalesced)
+            self.intake.remember_sent(job.send_id, result, batch.request_id)
         self._emit_attempt(job, batch, result, duration, parts, cost)
         return batch.request_id, result
 
@@ -297,16 +297,19 @@ class Dispatcher:
         self, provider: str, request_id: str, members: Sequence[Member], result: AttemptResult
     ) -> None:
         """One coalesced request's result, before its members wake."""
-        if any(r.verdict is Verdict.ACCEPTED for r in result.recipients):
-            send_of = {m.e164: send_id for send_id, mobiles in members for m in mobiles}
-            self.intake.remember_sent(send_of, result)
+        send_of = {m.e164: send_id for send_id, mobiles in members for m in mobiles}
+        self.intake.remember_sent(send_of, result, request_id)
         if len(members) > 1 and self.events.active:
             numbers = sum(len(mobiles) for _, mobiles in members)
             self.events.emit(CoalescedRequest(provider, request_id, len(members), numbers))
 
     def _emit_cut(self, job: RouteJob, provider: str, batch: Batch, duration_s: float) -> None:
-        """An attempt cut short after it started: it may have reached the provider."""
+        """An attempt cut short after it started: it may have reached the provider (its
+        numbers are remembered for the receipts that would prove it)."""
         n = len(batch.mobiles)
+        self.intake.remember_sent(
+            job.send_id, AttemptResult.uniform(provider, batch, Verdict.UNKNOWN), batch.request_id
+        )
         self.events.emit(
             AttemptFinished(
                 send_id=job.send_id,

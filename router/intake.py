@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 from providers.base import AttemptResult, DeliveryReport, DeliveryStatus, Verdict
+from providers.errors import InvalidMobileError
 from router.clock import Clock
 from router.errors import StateStoreError
 from router.events import EventBus, ReceiptReceived
@@ -19,6 +20,7 @@ from router.receipts import (
     SentMemory,
     Settled,
     from_shared,
+    masked_candidates,
     match,
     recipient_key,
     shared_value,
@@ -91,16 +93,23 @@ class ReceiptIntake:
             )
         )
 
-    def remember_sent(self, send_id: str | Mapping[str, str], result: AttemptResult) -> None:
+    def remember_sent(
+        self, send_id: str | Mapping[str, str], result: AttemptResult, request_id: str
+    ) -> None:
         """When, in which send and to which numbers each provider message id went out:
         receipt delay, trace links, and matching masked pulled receipts to their recipient.
         ``send_id``: the send, or for a request that carried several (coalescing) the send
-        of each number (E.164), so one message id remembers all of its numbers at once."""
+        of each number (E.164), so one message id remembers all of its numbers at once.
+        Numbers of an unknown outcome are remembered under ``request_id`` (the id the v1
+        platform's receipts name): the receipts that prove such a request taken are matched
+        to their recipients like any other. Rejected numbers were not sent: not remembered."""
         now = self.clock.now().timestamp()
         by_id: dict[str, list[str]] = defaultdict(list)
         for r in result.recipients:
-            if r.provider_message_id is not None and r.verdict is Verdict.ACCEPTED:
+            if r.verdict is Verdict.ACCEPTED and r.provider_message_id is not None:
                 by_id[r.provider_message_id].append(r.mobile.e164)
+            elif r.verdict is Verdict.UNKNOWN:
+                by_id[r.provider_message_id or request_id].append(r.mobile.e164)
         for message_id, mobiles in by_id.items():
             if isinstance(send_id, str):
                 batch = SentBatch(now, send_id, tuple(mobiles))
@@ -155,6 +164,34 @@ class ReceiptIntake:
         try:
             shared = await store.get_status(provider, message_id, recipient=recipient)
         except StateStoreError:
-            return local
+            shared = None
         found = from_shared(shared) if shared is not None else None
-        return found or local
+        if found is not None:
+            return found
+        if local.status is not DeliveryState.PENDING:
+            return local
+        return self._no_receipt(provider, message_id, recipient)
+
+    def _no_receipt(self, provider: str, message_id: str, recipient: str) -> Delivery:
+        """No receipt settled ``recipient``: pending if this instance sent it, else unknown;
+        ambiguous when a masked receipt of the id fits it but could not be matched."""
+        for report, why in self.receipts.unmatched(provider, message_id):
+            if "*" in report.mobile and recipient.startswith("+"):
+                try:
+                    fits = masked_candidates(report.mobile.strip(), (recipient,))
+                except InvalidMobileError:
+                    fits = ()
+                if fits:
+                    return Delivery(
+                        DeliveryState.AMBIGUOUS,
+                        reason=f"a masked receipt ({report.mobile}: {report.status.value}) "
+                        f"fits this number but was not matched to it: {why}",
+                    )
+        if self._sent.get(provider, message_id) is None:
+            return Delivery(
+                DeliveryState.UNKNOWN,
+                reason="no receipt recorded, and this instance has no record of sending this "
+                "message id (another instance sent it, it is older than this instance "
+                "remembers, or the id is wrong)",
+            )
+        return Delivery(DeliveryState.PENDING)

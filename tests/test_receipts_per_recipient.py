@@ -178,6 +178,43 @@ async def test_a_receipt_fitting_no_recipient_is_unmatched_and_still_reconciles(
         assert router.receipts.get(V1, task) == [stray]  # any receipt proves acceptance
 
 
+async def test_an_id_this_instance_has_no_record_of_reads_unknown_not_pending(
+    sandbox: RunningSandbox, v1: Any
+) -> None:
+    async with v1_router(sandbox, CollectorRegistry()) as router:
+        _, task = await send(router, "13800138000")
+        assert (await status(router, task, "13800138000")).status == "pending"
+        other = await status(router, "not-a-task-we-sent", "13800138000")
+    assert other.status == "unknown"
+    assert "no record of sending" in (other.reason or "")
+
+
+async def test_a_masked_receipt_of_a_forgotten_batch_reads_ambiguous_and_the_router_warns(
+    sandbox: RunningSandbox, v1: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """Past its bound the memory of sent ids forgets the oldest: a masked pull of a forgotten
+    id cannot be matched, and the recipient it fits reads ambiguous with the reason, never
+    "pending" as if no receipt had come. The operator is told the memory is full."""
+    monkeypatch.setattr("router.intake.SENT_MEMORY", 1)
+    registry = CollectorRegistry()
+    async with v1_router(sandbox, registry) as router:
+        _, forgotten = await send(router, "13800138000")
+        with caplog.at_level("WARNING", logger="router.receipts"):
+            _, kept = await send(router, "13900139000")
+        [warning] = [r.getMessage() for r in caplog.records if r.name == "router.receipts"]
+        assert "memory of sent message ids is full" in warning
+        masked = DeliveryReport(V1, forgotten, "138****8000", DeliveryStatus.DELIVERED, "DELIVRD")
+        assert await router.record_receipts([masked]) == [masked]
+        fitting = await status(router, forgotten, "13800138000")
+        other = await status(router, forgotten, "13700137000")  # the receipt does not fit it
+        assert (await status(router, kept, "13900139000")).status == "pending"
+    assert fitting.status == "ambiguous"
+    assert "138****8000: delivered" in (fitting.reason or "")
+    assert "does not remember the batch" in (fitting.reason or "")
+    assert other.status == "unknown"
+    assert unmatched(registry) == 1.0
+
+
 # -- bug 2: push and pull of one recipient, counted once ---------------------------------
 
 
@@ -316,7 +353,14 @@ def test_the_sidecar_shows_each_recipients_own_delivery(
     assert body["unmatched_receipts"] == []
     document = httpx.get(f"{running}/openapi.json", timeout=5).json()
     states = document["components"]["schemas"]["Delivery"]["properties"]["status"]["enum"]
-    assert set(states) == {"delivered", "failed", "pending", "ambiguous", "not_supported"}
+    assert set(states) == {
+        "delivered",
+        "failed",
+        "pending",
+        "ambiguous",
+        "unknown",
+        "not_supported",
+    }
 
 
 async def test_the_sidecar_says_not_supported_for_baofoo(sandbox: RunningSandbox) -> None:

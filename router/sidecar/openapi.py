@@ -75,8 +75,10 @@ MESSAGE_STATUS = {
                                 "no provider accepted it. delivered/failed: its first final "
                                 "receipt (pushed or pulled, counted once); pending: none yet; "
                                 "ambiguous: a masked receipt fits it and another recipient of "
-                                "the batch (reason says so); not_supported: the provider gives "
-                                "no receipts (e.g. Baofoo).",
+                                "the batch, or fits it but could not be matched (reason says "
+                                "so); unknown: no receipt recorded and this instance no longer "
+                                "remembers sending it; not_supported: the provider gives no "
+                                "receipts (e.g. Baofoo).",
                             },
                             "receipts": {
                                 **_RECEIPTS,

@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from router.bounded import BoundedCache
+from router.bounded import BoundedCache, warn_when_full
 from router.clock import Clock, SystemClock
 from router.state.base import Acquired, Conflict, Done, InProgress, Reservation
 
 log = logging.getLogger("router.state")
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -48,7 +50,12 @@ def compact(fingerprint: str) -> bytes | str:
 
 AUX_BYTES = 16 * 1024 * 1024  # throttle marks, delivery statuses: each
 AUX_TTL_S = 7 * 86_400.0
-RECORD_OVERHEAD = 250  # bytes per record besides its payload: key, fingerprint, token, entry
+# Bytes per entry besides its variable text, measured with tracemalloc (tests/test_bounded_bytes
+# .py): a record's key, fingerprint, token and entry; a throttle mark; a status; a trace link.
+RECORD_OVERHEAD = 430
+MARK_BYTES = 450
+STATUS_OVERHEAD = 460
+LINK_OVERHEAD = 370
 
 
 class MemoryStateStore:
@@ -71,7 +78,12 @@ class MemoryStateStore:
             max_entries=max_entries,
             max_bytes=AUX_BYTES,
             ttl_s=AUX_TTL_S,
-            size_of=lambda _: 250,
+            size_of=lambda _: MARK_BYTES,
+            on_full=self._still_live(
+                lambda mark: mark[0],
+                "the memory store's throttle marks",
+                "a number may get a second message within its throttle window",
+            ),
         )
         self._open: dict[str, float] = {}
         self._streams: dict[str, deque[dict[str, str]]] = {}
@@ -82,18 +94,50 @@ class MemoryStateStore:
             max_entries=max_entries,
             max_bytes=AUX_BYTES,
             ttl_s=AUX_TTL_S,
-            size_of=lambda v: 200 + len(v[0]),
+            size_of=lambda v: LINK_OVERHEAD + len(v[0]),
+            on_full=self._still_live(
+                lambda link: link[1],
+                "the memory store's trace links",
+                "late receipts lose their send's trace",
+            ),
         )
         self._status: BoundedCache[tuple[str, str, str], tuple[str, float]] = BoundedCache(
             self._clock,
             max_entries=max_entries,
             max_bytes=AUX_BYTES,
             ttl_s=AUX_TTL_S,
-            size_of=lambda v: 300 + len(v[0]),
+            size_of=lambda v: STATUS_OVERHEAD + len(v[0]),
+            on_full=self._still_live(
+                lambda status: status[1],
+                "the memory store's delivery statuses",
+                "a repeated receipt of a forgotten recipient may be counted again",
+            ),
         )
 
     def _now(self) -> float:
         return self._clock.monotonic()
+
+    def _still_live(
+        self, until: Callable[[T], float], what: str, consequence: str
+    ) -> Callable[[T], None]:
+        """An ``on_full`` for values with an expiry of their own (``until``): a warning only
+        when a value still in force is dropped."""
+        warn = warn_when_full(self._clock, log, what, consequence)
+
+        def dropped(value: T) -> None:
+            if until(value) > self._now():
+                warn(value)
+
+        return dropped
+
+    def retained_bytes(self) -> dict[str, int]:
+        """The bytes each kind of entry retains (measured estimates; each kind has its bound)."""
+        return {
+            "records": self._bytes,
+            "marks": self._marks.bytes,
+            "links": self._links.bytes,
+            "statuses": self._status.bytes,
+        }
 
     def _live(self, key: str) -> _Record | None:
         record = self._records.get(key)
