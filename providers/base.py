@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
+from providers.frozen import fast_init
 from providers.mobile import Mobile as Mobile  # part of the adapter contract
 from providers.settings import ProviderSettings
 
@@ -62,6 +63,7 @@ class ErrorClass(enum.StrEnum):
     INVALID_REQUEST = "invalid_request"  # we could not build or encode the request: never sent
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Fault:
     """Why an attempt (or one recipient of it) did not succeed. Never holds a secret."""
@@ -87,6 +89,7 @@ class Template:
     provider_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RenderRequest:
     """What an adapter needs to render a message: the scene (if any), params, or free content."""
@@ -96,6 +99,7 @@ class RenderRequest:
     content: str | None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Rendered:
     """A message in one provider's terms."""
@@ -106,6 +110,7 @@ class Rendered:
     options: Mapping[str, str] = field(default_factory=dict)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Batch:
     """One provider request: at most ``provider.max_batch`` mobiles."""
@@ -115,6 +120,7 @@ class Batch:
     rendered: Rendered
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RecipientResult:
     mobile: Mobile
@@ -123,6 +129,7 @@ class RecipientResult:
     fault: Fault | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AttemptResult:
     """Outcome of one batch at one provider; ``recipients`` covers every mobile of the batch."""
@@ -157,6 +164,7 @@ class DeliveryStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeliveryReport:
     """A delivery receipt, pushed by the provider or pulled from it."""

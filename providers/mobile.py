@@ -12,8 +12,10 @@ import phonenumbers
 from phonenumbers import PhoneNumberType
 
 from providers.errors import InvalidMobileError
+from providers.frozen import fast_init
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Mobile:
     """A validated, normalised mobile number (see :func:`normalise`)."""

@@ -23,9 +23,12 @@ from urllib.parse import parse_qsl, quote_plus, urlsplit
 
 import httpx
 
+from providers.frozen import fast_init
+
 FORM = "application/x-www-form-urlencoded"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class WireRequest:
     """One HTTP request, ready to write. ``headers`` excludes what every transport adds
@@ -120,6 +123,7 @@ class Response(Protocol):
     def is_success(self) -> bool: ...
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class WireResponse:
     """A provider's answer, fully read."""

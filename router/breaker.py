@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.base import BreakerState
+from providers.frozen import fast_init
 from router.clock import Clock
 from router.windows import Window
 
@@ -45,6 +46,7 @@ class BreakerSettings(BaseModel):
     jitter: float = Field(default=0.2, ge=0, lt=1, description="+/- fraction of the open period")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Permit:
     """Leave to send one batch; ``trial`` marks the single half-open probe."""

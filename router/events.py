@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from providers.base import ErrorClass, Verdict
+from providers.frozen import fast_init
 
 log = logging.getLogger("router.events")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SendStarted:
     send_id: str
@@ -23,6 +25,7 @@ class SendStarted:
     recipients: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AttemptStarted:
     send_id: str
@@ -31,6 +34,7 @@ class AttemptStarted:
     batch_size: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AttemptFinished:
     send_id: str
@@ -51,6 +55,7 @@ class AttemptFinished:
     message_ids: tuple[str, ...] = ()  # the provider's ids of the accepted recipients
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class FailoverTaken:
     send_id: str
@@ -60,6 +65,7 @@ class FailoverTaken:
     recipients: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CredentialsRefused:
     """A provider refused our credentials: a configuration error. It is left out of routing
@@ -71,6 +77,7 @@ class CredentialsRefused:
     park_s: float
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PanicSend:
     """Every candidate's breaker was open; this batch went to the least bad one anyway."""
@@ -81,6 +88,7 @@ class PanicSend:
     recipients: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CoalescedRequest:
     """One provider request carried several messages with the same text (``coalesce_ms``)."""
@@ -91,6 +99,7 @@ class CoalescedRequest:
     recipients: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class UnknownResolved:
     """Recipients of an unknown attempt, after a way to know was tried: ``method`` is
@@ -106,6 +115,7 @@ class UnknownResolved:
     reason: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SendFinished:
     send_id: str
@@ -117,6 +127,7 @@ class SendFinished:
     panic: bool
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SendRefused:
     """A send refused before anything reached a provider (no SendStarted/SendFinished pair).
@@ -129,6 +140,7 @@ class SendRefused:
     recipients: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class FailoverBudgetExhausted:
     """Recipients that would have failed over were finished instead: the budget was spent."""
@@ -139,6 +151,7 @@ class FailoverBudgetExhausted:
     recipients: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class InboundDelivered:
     """Inbound replies handed to their destination (``outcome``: ``delivered`` or ``failed``;
@@ -151,6 +164,7 @@ class InboundDelivered:
     reason: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CallbackRejected:
     """A provider push was refused. ``reason``: ``token``, ``address``, ``unreadable``,
@@ -160,6 +174,7 @@ class CallbackRejected:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class BreakerChanged:
     provider: str
@@ -167,6 +182,7 @@ class BreakerChanged:
     new_state: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DedupeChecked:
     """An idempotency key was looked up: ``result`` is new, replay or conflict."""
@@ -175,6 +191,7 @@ class DedupeChecked:
     result: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ReceiptReceived:
     provider: str
@@ -189,6 +206,7 @@ class ReceiptReceived:
     send_trace: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class BalanceUpdated:
     provider: str

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from providers.base import Fault
 from providers.errors import MessageError
+from providers.frozen import fast_init
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -71,6 +72,7 @@ class RecipientStatus(enum.StrEnum):
     UNROUTABLE = "unroutable"  # no provider can reach or render it
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """One provider attempt as a recipient saw it."""
@@ -81,6 +83,7 @@ class Attempt:
     request_id: str | None = None  # our correlation id at the provider (taskId, reqId, ...)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RecipientOutcome:
     mobile: str  # as the caller gave it
@@ -92,6 +95,7 @@ class RecipientOutcome:
     error: str | None = None  # why it is not accepted, safe to show
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SendResult:
     message_id: str

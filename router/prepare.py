@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 from policies.parts import LIMITS, count_parts, utf16_units
 from providers.base import Provider, Rendered, RenderRequest, render_content
+from providers.frozen import fast_init
 from router.config import RouterSettings
 from router.errors import EmptyContentError, MissingParamError, NoRouteError, UnknownTemplateError
 from router.model import Message
 from router.recipients import Recipients, prepare_recipients
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A message ready to route."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from providers.base import DeliveryReport
 from providers.errors import InvalidMobileError
+from providers.frozen import fast_init
 from providers.mobile import normalise
 from router.bounded import BoundedCache, warn_when_full
 from router.clock import Clock
@@ -63,6 +64,7 @@ class Settled:
         return self.reason is None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SentBatch:
     at: float  # epoch seconds of the accepted attempt
@@ -131,6 +133,7 @@ class SentMemory:
         return self._by_id.get((provider, message_id))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Match:
     recipient: str

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from providers.base import FaultKind, Mobile, RecipientResult, Verdict
+from providers.frozen import fast_init
 from router.errors import InvalidMobileError
 from router.mobile import normalise
 from router.model import Attempt, RecipientOutcome, RecipientStatus
@@ -186,6 +187,7 @@ def _why(result: RecipientResult) -> str:
     return f"{fault.error_class.value}{code}: {fault.detail}".rstrip(": ")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Recipients:
     """The mobiles of a message after validation and per-send de-duplication."""

@@ -29,6 +29,7 @@ from providers.base import (
     SendQuery,
     SentRecord,
 )
+from providers.frozen import fast_init
 from providers.http import HttpClient, pull_reports, query_balance
 from router.breaker import CircuitBreaker
 from router.coalesce import Coalescer
@@ -129,6 +130,7 @@ class ProviderRuntime:
         return [c for group in by_key.values() for c in chunked(group, limit)]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RouteJob:
     """One message's routing inputs."""

@@ -16,9 +16,11 @@ from typing import Protocol
 
 import orjson
 
+from providers.frozen import fast_init
 from router.model import Message
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Acquired:
     token: str  # proves the lease when committing or releasing
