@@ -85,7 +85,7 @@ def _sent_size(batch: SentBatch) -> int:
     # Measured (tracemalloc, fresh strings: this memory their last holder; tests/test_bounded
     # _bytes.py): ~610 bytes for a one-number id, ~70 per more number, ~90 more per number
     # with its own send (coalesced).
-    return 540 + (70 if not batch.send_ids else 160) * len(batch.mobiles)
+    return 550 + (70 if not batch.send_ids else 160) * len(batch.mobiles)
 
 
 class SentMemory:
@@ -211,7 +211,7 @@ class ReceiptBook:
             max_entries=max_ids,
             max_bytes=max_bytes,
             ttl_s=ttl_s,
-            size_of=lambda e: 680 + 230 * (len(e.final) + len(e.ambiguous)),
+            size_of=lambda e: 690 + 230 * (len(e.final) + len(e.ambiguous)),
             on_full=warn_when_full(
                 clock,
                 log,

@@ -52,10 +52,10 @@ AUX_BYTES = 16 * 1024 * 1024  # throttle marks, delivery statuses: each
 AUX_TTL_S = 7 * 86_400.0
 # Bytes per entry besides its variable text, measured with tracemalloc (tests/test_bounded_bytes
 # .py): a record's key, fingerprint, token and entry; a throttle mark; a status; a trace link.
-RECORD_OVERHEAD = 430
-MARK_BYTES = 450
-STATUS_OVERHEAD = 460
-LINK_OVERHEAD = 370
+RECORD_OVERHEAD = 480
+MARK_BYTES = 460
+STATUS_OVERHEAD = 550
+LINK_OVERHEAD = 420
 
 
 class MemoryStateStore:
