@@ -72,6 +72,7 @@ from router.reconcile import Reconciler
 from router.runtime import Journal, RouteJob, route_groups
 from router.state.base import StateStore
 from router.state.jobs import job_store_for
+from router.state.memory import MemoryStateStore
 from router.state.outbox import Outbox
 from router.throttle import Throttles
 from router.transport import as_client
@@ -92,9 +93,9 @@ RECENT_TTL_S = 3600.0
 
 
 def result_size(result: SendResult) -> int:
-    """Bytes a kept result holds (tracemalloc-measured: ~450 plus ~335 per recipient with one
+    """Bytes a kept result holds (tracemalloc-measured: ~460 plus ~335 per recipient with one
     attempt; tests/test_bounded_bytes.py)."""
-    return 450 + 335 * len(result.recipients)
+    return 460 + 335 * len(result.recipients)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +168,7 @@ class Router:
         self.receipts = ReceiptBook(self.clock)
         self._background: anyio.abc.TaskGroup | None = None
         self._links: TraceLinks | None = None
+        self._shared_sent: TraceLinks | None = None
         self._recent: BoundedCache[str, SendResult] = BoundedCache(
             self.clock,
             max_entries=RECENT_RESULTS,
@@ -244,6 +246,17 @@ class Router:
                 sink.links = self._links
             self.intake.links = self._links
             self._background.start_soon(self._links.run)
+        if self.intake.masks_pulled_numbers and not isinstance(self.store, MemoryStateStore):
+            # Masked pulls go to whichever instance polls: each sent batch's numbers are
+            # shared (batched, off the send path) so that instance can match them.
+            self._shared_sent = TraceLinks(
+                self.store,
+                self.settings.state.idempotency_ttl_s,
+                prefix="sent:",
+                what="sent batches",
+            )
+            self.intake.shared_sent = self._shared_sent
+            self._background.start_soon(self._shared_sent.run)
         if self.settings.balance_poll_s:
             self._background.start_soon(
                 poll_balances,
@@ -264,9 +277,8 @@ class Router:
             background.cancel_scope.cancel()
             await background.__aexit__(None, None, None)
         await self.inbound.aclose()
-        if self._links is not None:
-            with anyio.move_on_after(self.settings.state.redis_timeout_s * 4, shield=True):
-                await self._links.flush()
+        with anyio.move_on_after(self.settings.state.redis_timeout_s * 4, shield=True):
+            await self.flush_shared()
         if len(self.outbox):
             with anyio.move_on_after(self.settings.state.redis_timeout_s * 4, shield=True):
                 await self.outbox.flush_quietly()
@@ -433,6 +445,13 @@ class Router:
         duplicate, the other path's receipt or one another instance took first counts nothing.
         """
         return await self.intake.record(reports, self.store)
+
+    async def flush_shared(self) -> None:
+        """Write the queued cross-instance records now (trace links, and the numbers of sent
+        batches whose pulled receipts are masked); a background task does it every 0.5 s."""
+        for writer in (self._links, self._shared_sent):
+            if writer is not None:
+                await writer.flush()
 
     async def delivery_status(
         self, provider: str, provider_message_id: str, mobile: str

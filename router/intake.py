@@ -51,16 +51,39 @@ class ReceiptIntake:
         self.status_ttl_s = status_ttl_s
         self._sent = SentMemory(clock, max_ids=SENT_MEMORY)
         self.links: TraceLinks | None = None  # set by the Router while tracing is on
+        # Set by the Router when the store is shared: the numbers of batches whose pulled
+        # receipts are masked, for the instance that pulls them (it may not have sent them).
+        self.shared_sent: TraceLinks | None = None
+        self._masked_pulls = {
+            name
+            for name, rt in runtimes.items()
+            if getattr(rt.puller, "pulled_numbers_masked", False)
+        }
 
-    def ingest(self, reports: Sequence[DeliveryReport], *, count: bool = True) -> list[Settled]:
+    @property
+    def masks_pulled_numbers(self) -> bool:
+        """Whether any provider's pulled receipts mask the numbers."""
+        return bool(self._masked_pulls)
+
+    def ingest(
+        self,
+        reports: Sequence[DeliveryReport],
+        *,
+        count: bool = True,
+        shared: Mapping[tuple[str, str], SentBatch] | None = None,
+    ) -> list[Settled]:
         """Settle receipts (pushed or pulled) per recipient; feeds reconciliation and delivery
         rates. Returns the new ones: a recipient's second receipt (pushed twice, or pushed and
         pulled) settles nothing. ``count=False`` leaves counting to the caller, which counts
-        only what the shared store says is new everywhere (:meth:`count_receipt`)."""
+        only what the shared store says is new everywhere (:meth:`count_receipt`).
+        ``shared``: batches another instance sent, read from the store (:meth:`record`)."""
         region = self.default_region
         fresh: list[Settled] = []
         for report in reports:
-            sent = self._sent.get(report.provider, report.provider_message_id)
+            batch = (report.provider, report.provider_message_id)
+            sent = self._sent.get(*batch)
+            if sent is None and shared:
+                sent = shared.get(batch)
             settled = self.receipts.settle(report, match(report, sent, region))
             if settled is None:
                 continue
@@ -118,6 +141,30 @@ class ReceiptIntake:
                 several = len(set(sends)) > 1
                 batch = SentBatch(now, sends[0], tuple(mobiles), sends if several else ())
             self._sent.remember(result.provider, message_id, batch)
+            if self.shared_sent is not None and result.provider in self._masked_pulls:
+                value = f"{now:.3f}|{batch.send_id}|{','.join(batch.mobiles)}"
+                self.shared_sent.put(result.provider, message_id, value)
+
+    async def _shared_batches(
+        self, reports: Sequence[DeliveryReport]
+    ) -> dict[tuple[str, str], SentBatch]:
+        """The batches of masked receipts this instance did not send, from the store."""
+        found: dict[tuple[str, str], SentBatch] = {}
+        if self.shared_sent is None:
+            return found
+        for report in reports:
+            batch = (report.provider, report.provider_message_id)
+            if "*" not in report.mobile or batch in found or self._sent.get(*batch) is not None:
+                continue
+            value = await self.shared_sent.get(*batch)
+            at, _, rest = (value or "").partition("|")
+            send_id, _, mobiles = rest.partition("|")
+            if mobiles:
+                try:
+                    found[batch] = SentBatch(float(at), send_id, tuple(mobiles.split(",")))
+                except ValueError:
+                    log.warning("unreadable shared batch for %s %s", *batch)
+        return found
 
     async def record(
         self, reports: list[DeliveryReport], store: StateStore
@@ -126,7 +173,8 @@ class ReceiptIntake:
         store, and count it once. Returns those counted here: a duplicate, the other path's
         receipt or one another instance took first counts nothing."""
         counted: list[DeliveryReport] = []
-        for settled in self.ingest(reports, count=False):
+        shared = await self._shared_batches(reports)
+        for settled in self.ingest(reports, count=False, shared=shared):
             report = settled.report
             try:
                 first = await store.put_status(

@@ -32,15 +32,26 @@ class LinksConsumer(Protocol):
 
 
 class TraceLinks:
-    def __init__(self, store: StateStore, ttl_s: float, max_pending: int = MAX_PENDING) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        ttl_s: float,
+        max_pending: int = MAX_PENDING,
+        *,
+        prefix: str = "",
+        what: str = "trace links",
+    ) -> None:
+        """``prefix`` and ``what`` let another kind of cross-instance record (the numbers of a
+        sent batch) use the same batched writer under keys of its own."""
         self.store = store
         self.ttl_s = ttl_s
+        self.prefix = prefix
+        self.what = what
         self._pending: deque[tuple[str, str]] = deque(maxlen=max_pending)
         self.dropped = 0
 
-    @staticmethod
-    def key(provider: str, message_id: str) -> str:
-        return f"{provider}:{message_id}"
+    def key(self, provider: str, message_id: str) -> str:
+        return f"{self.prefix}{provider}:{message_id}"
 
     def put(self, provider: str, message_id: str, traceparent: str) -> None:
         """Queue one link (sync: called by the tracing sink inside the send path)."""
@@ -57,7 +68,7 @@ class TraceLinks:
         try:
             return await self.store.get_link(key)
         except StateStoreError as exc:
-            log.debug("trace link not read: %s", exc)
+            log.debug("%s not read: %s", self.what, exc)
             return None
 
     async def flush(self) -> None:
@@ -67,8 +78,8 @@ class TraceLinks:
         self._pending.clear()
         try:
             await self.store.put_links(batch, self.ttl_s)
-        except StateStoreError as exc:  # a lost trace link loses no message
-            log.warning("%d trace links not shared: %s", len(batch), exc)
+        except StateStoreError as exc:  # a lost link loses no message
+            log.warning("%d %s not shared: %s", len(batch), self.what, exc)
 
     async def run(self, interval_s: float = FLUSH_S) -> None:
         while True:

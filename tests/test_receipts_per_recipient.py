@@ -5,7 +5,8 @@ instance the receipts come by. Real emulators over loopback, a real redis-server
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +80,20 @@ def counted(registry: CollectorRegistry) -> tuple[float, float, float]:
         value("smsrouter_receipts_total", status="failed"),
         value("smsrouter_receipt_delay_seconds_count"),
     )
+
+
+@asynccontextmanager
+async def two_instances(
+    sandbox: RunningSandbox, regs: tuple[CollectorRegistry, CollectorRegistry], tmp_path: Path
+) -> AsyncIterator[tuple[Router, Router]]:
+    """Two v1 routers sharing a fresh redis-server."""
+    with redis_server(tmp_path) as server:
+        state = {"backend": "redis", "redis_url": server.url, "prefix": "t:"}
+        async with (
+            v1_router(sandbox, regs[0], state=state) as a,
+            v1_router(sandbox, regs[1], state=state) as b,
+        ):
+            yield a, b
 
 
 def v1_router(sandbox: RunningSandbox, registry: CollectorRegistry, **overrides: Any) -> Router:
@@ -252,31 +267,51 @@ async def test_two_instances_sharing_redis_count_each_recipient_once(
     v1.callback_url, v1.drop_pushes = f"{serve(receiver.app()).url}/status", False
     v1.undeliverable = {"13900139000"}
     regs = CollectorRegistry(), CollectorRegistry()
-    with redis_server(tmp_path) as server:
-        state = {"backend": "redis", "redis_url": server.url, "prefix": "t:"}
-        async with (
-            v1_router(sandbox, regs[0], state=state) as a,
-            v1_router(sandbox, regs[1], state=state) as b,
-        ):
-            _, task = await send(a, "13800138000", "13900139000")
-            await receiver.wait_for(2)
-            adapter: Any = b.providers[V1]
-            pushed = [adapter.parse_status_push(body, ctype) for body, ctype in receiver.got]
-            # The pushes reach B (it did not send: full numbers need no memory of the batch),
-            # the masked pulls reach A, both at once.
-            pulled = await pull_all(a, 2)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(b.record_receipts, pushed)
-                tg.start_soon(a.record_receipts, pulled)
-            totals = [sum(c[i] for c in map(counted, regs)) for i in range(3)]
-            assert totals[:2] == [1.0, 1.0]
-            assert totals[2] <= 2.0  # a delay only where the send is known (A), never twice
-            views = [
-                (await status(x, task, m)).status
-                for x in (a, b)
-                for m in ("13800138000", "13900139000")
-            ]
+    async with two_instances(sandbox, regs, tmp_path) as (a, b):
+        _, task = await send(a, "13800138000", "13900139000")
+        await receiver.wait_for(2)
+        adapter: Any = b.providers[V1]
+        pushed = [adapter.parse_status_push(body, ctype) for body, ctype in receiver.got]
+        # The pushes reach B (it did not send: full numbers need no memory of the batch),
+        # the masked pulls reach A, both at once.
+        pulled = await pull_all(a, 2)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(b.record_receipts, pushed)
+            tg.start_soon(a.record_receipts, pulled)
+        totals = [sum(c[i] for c in map(counted, regs)) for i in range(3)]
+        assert totals[:2] == [1.0, 1.0]
+        assert totals[2] <= 2.0  # a delay only where the send is known (A), never twice
+        views = [
+            (await status(x, task, m)).status
+            for x in (a, b)
+            for m in ("13800138000", "13900139000")
+        ]
     assert views == ["delivered", "failed"] * 2
+
+
+async def test_masked_pulls_taken_by_the_instance_that_did_not_send_still_settle(
+    sandbox: RunningSandbox, v1: Any, tmp_path: Path
+) -> None:
+    """The v1 pull hands each receipt out once, to whichever instance polls. An instance that
+    did not send the batch finds its numbers in the shared store (written by the sender), so
+    the masked receipts settle on their recipients, for both instances, counted once."""
+    v1.undeliverable = {"13900139000"}
+    regs = CollectorRegistry(), CollectorRegistry()
+    async with two_instances(sandbox, regs, tmp_path) as (a, b):
+        _, task = await send(a, "13800138000", "13900139000")
+        await a.flush_shared()  # what the background writer does within FLUSH_S
+        pulled = await pull_all(b, 2)
+        assert sorted(r.mobile for r in pulled) == ["138****8000", "139****9000"]
+        assert len(await b.record_receipts(pulled)) == 2
+        views = [
+            (await status(x, task, m)).status
+            for x in (a, b)
+            for m in ("13800138000", "13900139000")
+        ]
+    assert views == ["delivered", "failed"] * 2
+    assert unmatched(regs[0]) + unmatched(regs[1]) == 0.0
+    totals = [sum(c[i] for c in map(counted, regs)) for i in range(2)]
+    assert totals == [1.0, 1.0]
 
 
 # -- bug 3: providers without receipts say so ---------------------------------------------
@@ -425,6 +460,7 @@ def test_any_interleaving_settles_each_recipient_once(
             v1_router(sandbox, registry[1], state=state) as b,
         ):
             _, task = await send(a, *mobiles)
+            await a.flush_shared()  # the batch's numbers, for B's masked pulls
             for who, path, delivered, instance in receipts:
                 national = mobiles[who]
                 written = {
@@ -435,9 +471,9 @@ def test_any_interleaving_settles_each_recipient_once(
                 code = ("DELIVER" if path == "pull" else "DELIVRD") if delivered else "UNDELIV"
                 status_ = DeliveryStatus.DELIVERED if delivered else DeliveryStatus.FAILED
                 report = DeliveryReport(V1, task, written, status_, code)
-                # Only the sending instance remembers the batch's numbers, so masked pulls
-                # go to it; full-number pushes to either instance (when they share Redis).
-                target = b if shared and instance and path != "pull" else a
+                # Sharing Redis, any receipt may reach either instance (B finds the batch's
+                # numbers in the store); alone, A takes them all.
+                target = b if shared and instance else a
                 await target.record_receipts([report, report] if instance else [report])
                 views.append([await status(a, task, m) for m in mobiles])
         return views
