@@ -26,7 +26,7 @@ from providers.base import (
     Provider,
 )
 from providers.http import HttpClient
-from router.bounded import BoundedCache, warn_when_full
+from router.bounded import BoundedCache
 from router.breaker import CircuitBreaker
 from router.broadcasts import Broadcasts, LocalExecutor
 from router.clock import Clock, SystemClock
@@ -174,14 +174,10 @@ class Router:
             max_entries=RECENT_RESULTS,
             max_bytes=RECENT_BYTES,
             ttl_s=RECENT_TTL_S,
+            # No warning when it drops the oldest: "recent" is all it promises (a look-up
+            # past it answers "not in the recent results"), and under steady load it would
+            # fire every minute, hiding the warnings that mean a loss.
             size_of=result_size,
-            on_full=warn_when_full(
-                self.clock,
-                log,
-                "the memory of recent results",
-                f"older sends are no longer shown by message id (kept: up to {RECENT_RESULTS} "
-                f"results, {RECENT_BYTES // 2**20} MB, {RECENT_TTL_S:.0f} s)",
-            ),
         )
         self.health = HealthView(self.runtimes, policy or build_policy(settings), self.clock)
         self.intake = ReceiptIntake(
