@@ -292,10 +292,10 @@ class BatchKeyed(Protocol):
 
 @runtime_checkable
 class ReportPuller(Protocol):
-    """A provider with a delivery-report pull endpoint (v1 platform ``/report``). One whose
-    pulled receipts mask the number sets ``pulled_numbers_masked = True`` (read with a default
-    of False): with a shared store, the router then shares each batch's numbers, so a pull
-    taken by an instance that did not send the batch still finds each recipient."""
+    """A provider with a delivery-report pull endpoint (v1 platform ``/report``). Pulled
+    receipts may mask the number (138****8000): with a shared store the router shares each
+    batch's numbers, so a pull taken by an instance that did not send the batch still finds
+    each recipient."""
 
     def build_report_request(self) -> WireRequest: ...
 

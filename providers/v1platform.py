@@ -147,9 +147,6 @@ class V1PlatformProvider:
 
     kind: ClassVar[str] = "v1platform"
     receipts: ClassVar[bool] = True  # status pushes and /report pulls
-    # /report writes each number masked (138****8000): a pull is matched against the batch's
-    # own numbers, which every instance must be able to find (see ReportPuller).
-    pulled_numbers_masked: ClassVar[bool] = True
 
     def __init__(self, name: str, settings: V1PlatformSettings, clock: Clock | None = None) -> None:
         self.name = name

@@ -242,9 +242,10 @@ class Router:
                 sink.links = self._links
             self.intake.links = self._links
             self._background.start_soon(self._links.run)
-        if self.intake.masks_pulled_numbers and not isinstance(self.store, MemoryStateStore):
-            # Masked pulls go to whichever instance polls: each sent batch's numbers are
-            # shared (batched, off the send path) so that instance can match them.
+        if self.intake.has_receipts and not isinstance(self.store, MemoryStateStore):
+            # Receipts and delivery questions reach whichever instance polls or is asked: each
+            # sent batch's numbers are shared (batched, off the send path) so that instance can
+            # match masked pulls and tell "pending" from "never sent".
             self._shared_sent = TraceLinks(
                 self.store,
                 self.settings.state.idempotency_ttl_s,

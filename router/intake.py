@@ -51,19 +51,16 @@ class ReceiptIntake:
         self.status_ttl_s = status_ttl_s
         self._sent = SentMemory(clock, max_ids=SENT_MEMORY)
         self.links: TraceLinks | None = None  # set by the Router while tracing is on
-        # Set by the Router when the store is shared: the numbers of batches whose pulled
-        # receipts are masked, for the instance that pulls them (it may not have sent them).
+        # Set by the Router when the store is shared: each sent batch's numbers, for the
+        # instance that pulls its masked receipts or is asked its delivery (it may not have
+        # sent it).
         self.shared_sent: TraceLinks | None = None
-        self._masked_pulls = {
-            name
-            for name, rt in runtimes.items()
-            if getattr(rt.puller, "pulled_numbers_masked", False)
-        }
+        self._with_receipts = {name for name, rt in runtimes.items() if rt.provider.receipts}
 
     @property
-    def masks_pulled_numbers(self) -> bool:
-        """Whether any provider's pulled receipts mask the numbers."""
-        return bool(self._masked_pulls)
+    def has_receipts(self) -> bool:
+        """Whether any provider gives delivery receipts (else nothing sent is worth sharing)."""
+        return bool(self._with_receipts)
 
     def ingest(
         self,
@@ -141,9 +138,26 @@ class ReceiptIntake:
                 several = len(set(sends)) > 1
                 batch = SentBatch(now, sends[0], tuple(mobiles), sends if several else ())
             self._sent.remember(result.provider, message_id, batch)
-            if self.shared_sent is not None and result.provider in self._masked_pulls:
+            if self.shared_sent is not None and result.provider in self._with_receipts:
                 value = f"{now:.3f}|{batch.send_id}|{','.join(batch.mobiles)}"
                 self.shared_sent.put(result.provider, message_id, value)
+
+    async def _sent_anywhere(self, provider: str, message_id: str) -> SentBatch | None:
+        """The batch behind ``message_id``: remembered here, else shared by the instance that
+        sent it (with a shared store)."""
+        sent = self._sent.get(provider, message_id)
+        if sent is not None or self.shared_sent is None:
+            return sent
+        value = await self.shared_sent.get(provider, message_id)
+        at, _, rest = (value or "").partition("|")
+        send_id, _, mobiles = rest.partition("|")
+        if not mobiles:
+            return None
+        try:
+            return SentBatch(float(at), send_id, tuple(mobiles.split(",")))
+        except ValueError:
+            log.warning("unreadable shared batch for %s %s", provider, message_id)
+            return None
 
     async def _shared_batches(
         self, reports: Sequence[DeliveryReport]
@@ -156,14 +170,9 @@ class ReceiptIntake:
             batch = (report.provider, report.provider_message_id)
             if "*" not in report.mobile or batch in found or self._sent.get(*batch) is not None:
                 continue
-            value = await self.shared_sent.get(*batch)
-            at, _, rest = (value or "").partition("|")
-            send_id, _, mobiles = rest.partition("|")
-            if mobiles:
-                try:
-                    found[batch] = SentBatch(float(at), send_id, tuple(mobiles.split(",")))
-                except ValueError:
-                    log.warning("unreadable shared batch for %s %s", *batch)
+            sent = await self._sent_anywhere(*batch)
+            if sent is not None:
+                found[batch] = sent
         return found
 
     async def record(
@@ -218,11 +227,12 @@ class ReceiptIntake:
             return found
         if local.status is not DeliveryState.PENDING:
             return local
-        return self._no_receipt(provider, message_id, recipient)
+        return await self._no_receipt(provider, message_id, recipient)
 
-    def _no_receipt(self, provider: str, message_id: str, recipient: str) -> Delivery:
-        """No receipt settled ``recipient``: pending if this instance sent it, else unknown;
-        ambiguous when a masked receipt of the id fits it but could not be matched."""
+    async def _no_receipt(self, provider: str, message_id: str, recipient: str) -> Delivery:
+        """No receipt settled ``recipient``: pending if the id went to it (sent here, or by
+        another instance sharing the store), else unknown; ambiguous when a masked receipt of
+        the id fits it but could not be matched."""
         for report, why in self.receipts.unmatched(provider, message_id):
             if "*" in report.mobile and recipient.startswith("+"):
                 try:
@@ -235,11 +245,19 @@ class ReceiptIntake:
                         reason=f"a masked receipt ({report.mobile}: {report.status.value}) "
                         f"fits this number but was not matched to it: {why}",
                     )
-        if self._sent.get(provider, message_id) is None:
+        sent = await self._sent_anywhere(provider, message_id)
+        if sent is None:
+            where = "any instance sharing the store" if self.shared_sent else "this instance"
             return Delivery(
                 DeliveryState.UNKNOWN,
-                reason="no receipt recorded, and this instance has no record of sending this "
-                "message id (another instance sent it, it is older than this instance "
-                "remembers, or the id is wrong)",
+                reason=f"no receipt recorded, and no record of sending this message id on {where} "
+                "(it is older than the record of sent ids keeps, was sent by an instance not "
+                "sharing this store, or the id is wrong)",
+            )
+        if recipient not in sent.mobiles:
+            return Delivery(
+                DeliveryState.UNKNOWN,
+                reason=f"message id {message_id} did not go to this number (its batch has "
+                f"{len(sent.mobiles)} other number(s))",
             )
         return Delivery(DeliveryState.PENDING)

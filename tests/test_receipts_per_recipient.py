@@ -204,6 +204,36 @@ async def test_an_id_this_instance_has_no_record_of_reads_unknown_not_pending(
     assert "no record of sending" in (other.reason or "")
 
 
+async def test_a_number_the_id_did_not_go_to_reads_unknown_not_pending(
+    sandbox: RunningSandbox, v1: Any
+) -> None:
+    async with v1_router(sandbox, CollectorRegistry()) as router:
+        _, task = await send(router, "13800138000")
+        stranger = await status(router, task, "13900139000")
+    assert stranger.status == "unknown"
+    assert "did not go to this number" in (stranger.reason or "")
+
+
+async def test_an_instance_that_did_not_send_reads_pending_from_the_shared_store(
+    sandbox: RunningSandbox, v1: Any, tmp_path: Path
+) -> None:
+    """Behind a load balancer the delivery question reaches either instance: the one that did
+    not send reads the batch from the shared store, and tells pending from never sent."""
+    regs = CollectorRegistry(), CollectorRegistry()
+    async with two_instances(sandbox, regs, tmp_path) as (a, b):
+        _, task = await send(a, "13800138000", "13900139000")
+        before = await status(b, task, "13800138000")  # A's writer has not flushed yet
+        await a.flush_shared()
+        views = [(await status(b, task, m)).status for m in ("13800138000", "13900139000")]
+        stranger = await status(b, task, "13700137000")
+        never = await status(b, "not-a-task-anyone-sent", "13800138000")
+    assert views == ["pending", "pending"]
+    assert before.status == "unknown"  # the documented window: at most FLUSH_S
+    assert stranger.status == "unknown" and "did not go to this number" in (stranger.reason or "")
+    assert never.status == "unknown"
+    assert "no record of sending this message id on any instance" in (never.reason or "")
+
+
 async def test_a_masked_receipt_of_a_forgotten_batch_reads_ambiguous_and_the_router_warns(
     sandbox: RunningSandbox, v1: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
