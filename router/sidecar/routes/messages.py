@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from contextvars import Token
+from types import TracebackType
 from typing import Any
 
-from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind
+from opentelemetry import context, propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -33,6 +35,36 @@ _SEND_ERRORS: tuple[tuple[type[RouterError], int, str], ...] = (
 _tracer = trace.get_tracer("sms-router.sidecar")
 
 
+class ServerSpan:
+    """A request's server span, current while the request is handled; a W3C traceparent in
+    ``headers`` makes the caller's trace its parent. What ``start_as_current_span`` does,
+    without its two generator-based context managers per request (~2 us of ~6)."""
+
+    __slots__ = ("_parent", "_token", "span")
+
+    def __init__(self, name: str, headers: Any) -> None:
+        self._parent = propagate.extract(headers)
+        self.span = _tracer.start_span(name, context=self._parent, kind=SpanKind.SERVER)
+        self._token: Token[context.Context] | None = None
+
+    def __enter__(self) -> Span:
+        self._token = context.attach(trace.set_span_in_context(self.span, self._parent))
+        return self.span
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            context.detach(self._token)
+        if exc is not None and self.span.is_recording():
+            self.span.record_exception(exc)
+            self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        self.span.end()
+
+
 class Messages:
     """Handlers that send through, or ask, one :class:`~router.engine.Router`."""
 
@@ -50,10 +82,7 @@ class Messages:
     async def send(self, request: Request) -> Response:
         """``POST /v1/messages``: per-recipient outcomes of one logical message."""
         # A W3C traceparent makes the caller's trace the parent: server span, then sms.send.
-        parent = propagate.extract(request.headers)
-        with _tracer.start_as_current_span(
-            "POST /v1/messages", context=parent, kind=SpanKind.SERVER
-        ) as span:
+        with ServerSpan("POST /v1/messages", request.headers) as span:
             parsed = await parse_send(request)
             if isinstance(parsed, Response):
                 span.set_attribute("http.response.status_code", parsed.status_code)
