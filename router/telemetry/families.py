@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import (
@@ -61,36 +62,41 @@ class HistogramChild:
             self.exemplars[i] = Exemplar(exemplar, value, time.time())
 
 
-class _Family:
+Child = TypeVar("Child")
+
+
+class _Family(Generic[Child]):
     def __init__(
         self, name: str, doc: str, labelnames: Sequence[str], registry: CollectorRegistry
     ) -> None:
         self.name, self.doc, self.labelnames = name, doc, tuple(labelnames)
+        self._children: dict[tuple[str, ...], Child] = {}
         registry.register(self)  # type: ignore[arg-type]
+
+    def labels(self, *values: str) -> Child:
+        """The child of these label values (made on first use)."""
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
+            child = self._children[values] = self._new_child()
+        return child
 
     def describe(self) -> list[Metric]:
         return [self._empty()]
+
+    def _new_child(self) -> Child:
+        raise NotImplementedError
 
     def _empty(self) -> Metric:
         raise NotImplementedError
 
 
-class FastCounter(_Family):
+class FastCounter(_Family[CounterChild]):
     """A labelled counter: ``labels(...)`` returns a child to ``inc``."""
 
-    def __init__(
-        self, name: str, doc: str, labelnames: Sequence[str], registry: CollectorRegistry
-    ) -> None:
-        self._children: dict[tuple[str, ...], CounterChild] = {}
-        super().__init__(name, doc, labelnames, registry)
-
-    def labels(self, *values: str) -> CounterChild:
-        child = self._children.get(values)
-        if child is None:
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
-            child = self._children[values] = CounterChild()
-        return child
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def _empty(self) -> Metric:
         return CounterMetricFamily(self.name, self.doc, labels=self.labelnames)
@@ -102,7 +108,7 @@ class FastCounter(_Family):
         yield family
 
 
-class FastHistogram(_Family):
+class FastHistogram(_Family[HistogramChild]):
     """A labelled histogram with fixed buckets: ``labels(...)`` returns a child to ``observe``."""
 
     def __init__(
@@ -117,16 +123,10 @@ class FastHistogram(_Family):
         if list(self.bounds) != sorted(set(self.bounds)):
             raise ValueError(f"{name}: buckets must be distinct and increasing")
         self._le = [floatToGoString(b) for b in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
         super().__init__(name, doc, labelnames, registry)
 
-    def labels(self, *values: str) -> HistogramChild:
-        child = self._children.get(values)
-        if child is None:
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
-            child = self._children[values] = HistogramChild(self.bounds)
-        return child
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self.bounds)
 
     def _empty(self) -> Metric:
         return HistogramMetricFamily(self.name, self.doc, labels=self.labelnames)
@@ -143,7 +143,7 @@ class FastHistogram(_Family):
         yield family
 
 
-class FastGauge(_Family):
+class FastGauge(_Family[None]):
     """An unlabelled gauge moved up and down (sends in flight)."""
 
     def __init__(self, name: str, doc: str, registry: CollectorRegistry) -> None:
