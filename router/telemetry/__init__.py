@@ -20,10 +20,15 @@ from router.telemetry.tracing import TracingSink
 
 
 def standard_sinks(
-    settings: RouterSettings, registry: CollectorRegistry, *, tracing: bool = True
+    settings: RouterSettings,
+    registry: CollectorRegistry,
+    *,
+    tracing: bool = True,
+    trace_sample_ratio: float | None = None,
 ) -> Sequence[EventSink]:
-    """Metrics on ``registry``, traces on the global OpenTelemetry tracer, logs."""
-    tracer = TracingSink() if tracing else None
+    """Metrics on ``registry``, traces on the global OpenTelemetry tracer, logs.
+    ``trace_sample_ratio``: see :class:`TracingSink` (``sample_ratio``)."""
+    tracer = TracingSink(sample_ratio=trace_sample_ratio) if tracing else None
     metrics = MetricsSink(
         registry,
         providers=list(settings.providers),
