@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import parse_qsl, quote_plus, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -74,12 +74,22 @@ class WireRequest:
 _FORM_HEADERS = (("Content-Type", FORM),)
 # What quote_plus leaves as is: such a value (a mobile, an id) is its own encoding.
 _PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
+# Runs of what quote_plus percent-encodes (everything else, but the space it makes "+").
+_ENCODED_RUN = re.compile(r"[^A-Za-z0-9_.~ -]+")
+
+
+def _percent(run: re.Match[str]) -> str:
+    """One run of characters as %XX per UTF-8 byte (in C: no loop per byte in Python)."""
+    return "%" + run.group().encode().hex("%").upper()
 
 
 def _quote(text: str) -> str:
-    """``urlencode``'s encoding of one name or value (``quote_plus``), skipped when there is
-    nothing to encode: quote_plus walks every character in Python (~4 us per v1 send)."""
-    return text if _PLAIN.fullmatch(text) else quote_plus(text)
+    """``urlencode``'s encoding of one name or value: ``quote_plus``'s output, byte for byte
+    (tests/test_wire.py), skipped when there is nothing to encode. quote_plus walks every
+    byte in Python (~4 us for a short Chinese text); this encodes each run of them at once."""
+    if _PLAIN.fullmatch(text):
+        return text
+    return _ENCODED_RUN.sub(_percent, text).replace(" ", "+")
 
 
 def _encode_form(fields: Mapping[str, str]) -> bytes:

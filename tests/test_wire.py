@@ -3,6 +3,8 @@ nothing secret shows in a request's repr."""
 
 from __future__ import annotations
 
+from urllib.parse import quote_plus
+
 import httpx
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -11,7 +13,7 @@ from pydantic import SecretStr
 from providers.base import Batch, Rendered
 from providers.mobile import normalise
 from providers.v1platform import V1PlatformProvider, V1PlatformSettings
-from providers.wire import WireRequest, form_prefix, form_request
+from providers.wire import WireRequest, _quote, form_prefix, form_request
 
 # Form text without lone surrogates (those cannot be encoded by anyone).
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
@@ -61,3 +63,8 @@ def test_a_request_repr_shows_the_path_only() -> None:
     assert repr(request) == "WireRequest(POST /x, 10 bytes)"
     assert request.query() == {"sig": "SECRETSIG"}
     assert request.to_httpx().url.params["sig"] == "SECRETSIG"
+
+
+@given(text=TEXT | NEAR_PLAIN)
+def test_each_value_is_encoded_as_quote_plus_encodes_it(text: str) -> None:
+    assert _quote(text) == quote_plus(text)
