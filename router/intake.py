@@ -16,8 +16,6 @@ from router.receipts import (
     Delivery,
     DeliveryState,
     ReceiptBook,
-    SentBatch,
-    SentMemory,
     Settled,
     from_shared,
     masked_candidates,
@@ -26,6 +24,7 @@ from router.receipts import (
     shared_value,
 )
 from router.runtime import ProviderRuntime
+from router.sent import SentBatch, SentMemory, decode_sent, encode_sent
 from router.state.base import StateStore
 
 log = logging.getLogger("router.intake")
@@ -139,7 +138,7 @@ class ReceiptIntake:
                 batch = SentBatch(now, sends[0], tuple(mobiles), sends if several else ())
             self._sent.remember(result.provider, message_id, batch)
             if self.shared_sent is not None and result.provider in self._with_receipts:
-                value = f"{now:.3f}|{batch.send_id}|{','.join(batch.mobiles)}"
+                value = encode_sent(batch, with_sends=False)
                 self.shared_sent.put(result.provider, message_id, value)
 
     async def _sent_anywhere(self, provider: str, message_id: str) -> SentBatch | None:
@@ -149,15 +148,12 @@ class ReceiptIntake:
         if sent is not None or self.shared_sent is None:
             return sent
         value = await self.shared_sent.get(provider, message_id)
-        at, _, rest = (value or "").partition("|")
-        send_id, _, mobiles = rest.partition("|")
-        if not mobiles:
+        if value is None:
             return None
-        try:
-            return SentBatch(float(at), send_id, tuple(mobiles.split(",")))
-        except ValueError:
+        shared = decode_sent(value)
+        if shared is None:
             log.warning("unreadable shared batch for %s %s", provider, message_id)
-            return None
+        return shared
 
     async def _shared_batches(
         self, reports: Sequence[DeliveryReport]

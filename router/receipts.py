@@ -24,6 +24,7 @@ from providers.frozen import fast_init
 from providers.mobile import normalise
 from router.bounded import BoundedCache, warn_when_full
 from router.clock import Clock
+from router.sent import RECEIPT_MEMORY_BYTES, RECEIPT_TTL_S, SentBatch
 
 log = logging.getLogger("router.receipts")
 
@@ -62,75 +63,6 @@ class Settled:
     @property
     def matched(self) -> bool:
         return self.reason is None
-
-
-@fast_init
-@dataclass(frozen=True, slots=True)
-class SentBatch:
-    at: float  # epoch seconds of the accepted attempt
-    send_id: str
-    mobiles: tuple[str, ...]  # E.164 of the recipients the provider accepted under this id
-    # One request can carry several sends (coalescing): the send of each mobile, in order;
-    # empty when every mobile belongs to ``send_id``.
-    send_ids: tuple[str, ...] = ()
-
-    def send_for(self, recipient: str) -> str:
-        """The send that ``recipient`` (E.164) belongs to."""
-        if self.send_ids and recipient in self.mobiles:
-            return self.send_ids[self.mobiles.index(recipient)]
-        return self.send_id
-
-
-def _sent_size(batch: SentBatch) -> int:
-    # Measured (tracemalloc, fresh strings: this memory their last holder; tests/test_bounded
-    # _bytes.py): ~610 bytes for a one-number id, ~70 per more number, ~90 more per number
-    # with its own send (coalesced).
-    return 550 + (70 if not batch.send_ids else 160) * len(batch.mobiles)
-
-
-class SentMemory:
-    """When, in which send and to which numbers each provider message id went out. Bounded by
-    ids, by bytes (a 3000-number batch costs 3000 strings, not one entry) and by age: receipts
-    come within a day or two, and the v1 pull never hands out older ones. At ~610 bytes a
-    one-number id, 16 MB holds ~27,000 ids: ~10 s of sends at 2,600 sends/s, hours at tens a
-    second; past that a warning says so (masked receipts of forgotten ids stay unmatched)."""
-
-    def __init__(
-        self,
-        clock: Clock,
-        max_ids: int = 100_000,
-        max_bytes: int = 16 * 1024 * 1024,
-        ttl_s: float = 3 * 86_400.0,
-    ) -> None:
-        self._by_id: BoundedCache[tuple[str, str], SentBatch] = BoundedCache(
-            clock,
-            max_entries=max_ids,
-            max_bytes=max_bytes,
-            ttl_s=ttl_s,
-            size_of=_sent_size,
-            on_full=warn_when_full(
-                clock,
-                log,
-                "the memory of sent message ids",
-                "a masked v1 receipt of a forgotten id cannot be matched to its recipient "
-                "(counted unmatched; its recipient's delivery reads unknown), and receipt "
-                "delays and trace links of forgotten ids are lost",
-            ),
-        )
-
-    def __len__(self) -> int:
-        return len(self._by_id)
-
-    @property
-    def bytes(self) -> int:
-        """The bytes retained (measured estimate)."""
-        return self._by_id.bytes
-
-    def remember(self, provider: str, message_id: str, batch: SentBatch) -> None:
-        self._by_id.put((provider, message_id), batch)
-
-    def get(self, provider: str, message_id: str) -> SentBatch | None:
-        return self._by_id.get((provider, message_id))
 
 
 @fast_init
@@ -203,8 +135,8 @@ class ReceiptBook:
         self,
         clock: Clock,
         max_ids: int = 100_000,
-        max_bytes: int = 16 * 1024 * 1024,
-        ttl_s: float = 3 * 86_400.0,
+        max_bytes: int = RECEIPT_MEMORY_BYTES,
+        ttl_s: float = RECEIPT_TTL_S,
     ) -> None:
         self._by_id: BoundedCache[tuple[str, str], _Entry] = BoundedCache(
             clock,

@@ -28,7 +28,8 @@ from router.bounded import BoundedCache
 from router.clock import SystemClock
 from router.engine import result_size
 from router.model import Attempt, RecipientOutcome, RecipientStatus, SendResult
-from router.receipts import Match, ReceiptBook, SentBatch, SentMemory
+from router.receipts import Match, ReceiptBook
+from router.sent import SentBatch, SentMemory
 from router.state.codec import encode_result
 from router.state.memory import MemoryStateStore
 
