@@ -235,19 +235,25 @@ Event = (
 
 
 class EventSink(Protocol):
+    """Receives the engine's events. A sink may also have ``handles``: the event types it
+    acts on (a frozenset of classes); the bus then never hands it the others (on the send path
+    a sink is called only for what it uses)."""
+
     def handle(self, event: Event) -> None: ...
 
 
 class EventBus:
     """Fans events out to sinks; a failing sink is logged, never raised to the sender."""
 
-    __slots__ = ("_sinks",)
+    __slots__ = ("_routes", "_sinks")
 
     def __init__(self, sinks: Sequence[EventSink] = ()) -> None:
         self._sinks = tuple(sinks)
+        self._routes: dict[type, tuple[EventSink, ...]] = {}  # event type -> its sinks
 
     def add(self, sink: EventSink) -> None:
         self._sinks = (*self._sinks, sink)
+        self._routes = {}
 
     @property
     def sinks(self) -> tuple[EventSink, ...]:
@@ -258,8 +264,21 @@ class EventBus:
         """Whether anyone listens: the per-send path builds no events for nobody."""
         return bool(self._sinks)
 
+    def _route(self, kind: type) -> tuple[EventSink, ...]:
+        sinks = tuple(
+            s
+            for s in self._sinks
+            if (wanted := getattr(s, "handles", None)) is None
+            or any(issubclass(kind, w) for w in wanted)
+        )
+        self._routes[kind] = sinks
+        return sinks
+
     def emit(self, event: Event) -> None:
-        for sink in self._sinks:
+        sinks = self._routes.get(type(event))
+        if sinks is None:
+            sinks = self._route(type(event))
+        for sink in sinks:
             try:
                 sink.handle(event)
             except Exception:

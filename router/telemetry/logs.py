@@ -20,6 +20,22 @@ from router.events import (
 
 
 class LoggingSink:
+    # What an operator acts on; the bus hands this sink nothing else.
+    handles = frozenset(
+        {
+            AttemptFinished,
+            BreakerChanged,
+            CallbackRejected,
+            CredentialsRefused,
+            FailoverBudgetExhausted,
+            FailoverTaken,
+            PanicSend,
+            SendFinished,
+            SendRefused,
+            UnknownResolved,
+        }
+    )
+
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self._log = logger or logging.getLogger("router")
 

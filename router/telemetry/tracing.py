@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
@@ -50,6 +51,16 @@ class TracingSink:
         self._tracer = tracer or trace.get_tracer("sms-router")
         self._ratio = sample_ratio
         self._draw = random.random
+        self._by_type: dict[type, Callable[[Any], None]] = {
+            SendStarted: self._send_started,
+            AttemptStarted: self._attempt_started,
+            AttemptFinished: self._attempt_finished,
+            FailoverTaken: self._send_event,
+            PanicSend: self._send_event,
+            SendFinished: self._send_finished,
+            ReceiptReceived: self._receipt,
+        }
+        self.handles = frozenset(self._by_type)  # the bus hands this sink nothing else
         self._sends: OrderedDict[str, Span] = OrderedDict()
         self._attempts: OrderedDict[str, Span] = OrderedDict()
         self._finished: OrderedDict[str, trace.SpanContext] = OrderedDict()
@@ -64,18 +75,9 @@ class TracingSink:
         return format(span.get_span_context().trace_id, "032x")
 
     def handle(self, event: Event) -> None:
-        if isinstance(event, SendStarted):
-            self._send_started(event)
-        elif isinstance(event, AttemptStarted):
-            self._attempt_started(event)
-        elif isinstance(event, AttemptFinished):
-            self._attempt_finished(event)
-        elif isinstance(event, FailoverTaken | PanicSend):
-            self._send_event(event)
-        elif isinstance(event, SendFinished):
-            self._send_finished(event)
-        elif isinstance(event, ReceiptReceived):
-            self._receipt(event)
+        handler = self._by_type.get(type(event))
+        if handler is not None:
+            handler(event)
 
     def _send_started(self, event: SendStarted) -> None:
         parent = trace.get_current_span().get_span_context()
