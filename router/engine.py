@@ -13,13 +13,12 @@ import logging
 import random
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import TracebackType
 
 import anyio
 import httpx
 
-from policies.base import Policy, Ranking
+from policies.base import Policy
 from providers.base import (
     DeliveryReport,
     InboundMessage,
@@ -28,7 +27,7 @@ from providers.base import (
 from providers.http import HttpClient
 from router.bounded import BoundedCache
 from router.breaker import CircuitBreaker
-from router.broadcasts import Broadcasts, LocalExecutor
+from router.broadcasts import Broadcasts
 from router.clock import Clock, SystemClock
 from router.config import RouterSettings
 from router.dispatch import Dispatcher
@@ -48,31 +47,23 @@ from router.events import (
     SendRefused,
     SendStarted,
 )
+from router.explain import Explanation, explain
 from router.health import DRAWS, HealthView
 from router.idempotency import KeyPolicy, Progress, send_idempotent
 from router.ids import new_id
 from router.inbound import InboundDelivery, InboundDeliveryError
 from router.intake import ReceiptIntake
-from router.links import LinksConsumer, TraceLinks
+from router.lifecycle import SharedWriters, start_background
 from router.model import Message, SendResult
-from router.pollers import (
-    StatsStore,
-    poll_balances,
-    poll_receipts,
-    replay_outbox,
-    sync_breakers,
-    sync_stats,
-)
 from router.prepare import Prepared, parts, prepare
 from router.receipts import (
     Delivery,
     ReceiptBook,
 )
 from router.reconcile import Reconciler
-from router.runtime import Journal, RouteJob, route_groups
+from router.runtime import Journal, RouteJob
 from router.state.base import StateStore
 from router.state.jobs import job_store_for
-from router.state.memory import MemoryStateStore
 from router.state.outbox import Outbox
 from router.throttle import Throttles
 from router.transport import as_client
@@ -96,18 +87,6 @@ def result_size(result: SendResult) -> int:
     """Bytes a kept result holds (tracemalloc-measured: ~460 plus ~335 per recipient with one
     attempt; tests/test_bounded_bytes.py)."""
     return 460 + 335 * len(result.recipients)
-
-
-@dataclass(frozen=True, slots=True)
-class Explanation:
-    """Why the router would send a message where it would, without sending it."""
-
-    scene: str
-    rankings: Mapping[str, Ranking]  # route group ("mainland", "international") -> ranking
-    unrenderable: Mapping[str, str]  # provider -> why it cannot carry this message
-    unknowns: Mapping[str, str] = field(default_factory=dict)  # provider -> an unknown's fate
-    # Numbers that would never be sent (mobile as given -> why): no group ranks them.
-    invalid: Mapping[str, str] = field(default_factory=dict)
 
 
 class Router:
@@ -167,8 +146,7 @@ class Router:
         )
         self.receipts = ReceiptBook(self.clock)
         self._background: anyio.abc.TaskGroup | None = None
-        self._links: TraceLinks | None = None
-        self._shared_sent: TraceLinks | None = None
+        self._shared = SharedWriters()
         self._recent: BoundedCache[str, SendResult] = BoundedCache(
             self.clock,
             max_entries=RECENT_RESULTS,
@@ -207,60 +185,7 @@ class Router:
         # (the sidecar's lifespan, SyncRouter's holder task, or the caller's async with).
         self._background = anyio.create_task_group()
         await self._background.__aenter__()
-        if self.settings.receipt_poll_s:
-            self._background.start_soon(
-                poll_receipts, self.runtimes, self.settings.receipt_poll_s, self.record_receipts
-            )
-        if self.settings.state.breaker_sync_s:
-            self._background.start_soon(
-                sync_breakers,
-                self.store,
-                self.runtimes,
-                self.settings.state.breaker_sync_s,
-                self.clock,
-            )
-        self._background.start_soon(replay_outbox, self.outbox, self.settings.state.outbox_flush_s)
-        # Shared provider quality and spend: with a store that can (Redis).
-        if self.settings.state.stats_sync_s and isinstance(self.store, StatsStore):
-            self._background.start_soon(
-                sync_stats, self.store, self.runtimes, self.settings.state.stats_sync_s
-            )
-        if self.settings.broadcasts.executor == "local":
-            await self._background.start(LocalExecutor(self.broadcasts).run)
-        else:
-            from router.celery import CeleryEnqueue
-
-            self.broadcasts.executing_with(CeleryEnqueue(self.settings.broadcasts).enqueue)
-        check = getattr(self.store, "production_warnings", None)
-        if check is not None:
-            for warning in await check():
-                log.warning("%s", warning)
-        tracing = [s for s in self.events.sinks if isinstance(s, LinksConsumer)]
-        if tracing:  # receipts that land on another instance still link to their send
-            self._links = TraceLinks(self.store, self.settings.state.idempotency_ttl_s)
-            for sink in tracing:
-                sink.links = self._links
-            self.intake.links = self._links
-            self._background.start_soon(self._links.run)
-        if self.intake.has_receipts and not isinstance(self.store, MemoryStateStore):
-            # Receipts and delivery questions reach whichever instance polls or is asked: each
-            # sent batch's numbers are shared (batched, off the send path) so that instance can
-            # match masked pulls and tell "pending" from "never sent".
-            self._shared_sent = TraceLinks(
-                self.store,
-                self.settings.state.idempotency_ttl_s,
-                prefix="sent:",
-                what="sent batches",
-            )
-            self.intake.shared_sent = self._shared_sent
-            self._background.start_soon(self._shared_sent.run)
-        if self.settings.balance_poll_s:
-            self._background.start_soon(
-                poll_balances,
-                list(self.runtimes.values()),
-                self.settings.balance_poll_s,
-                self.events,
-            )
+        self._shared = await start_background(self, self._background)
         return self
 
     async def __aexit__(
@@ -446,9 +371,7 @@ class Router:
     async def flush_shared(self) -> None:
         """Write the queued cross-instance records now (trace links, and the numbers of sent
         batches whose pulled receipts are masked); a background task does it every 0.5 s."""
-        for writer in (self._links, self._shared_sent):
-            if writer is not None:
-                await writer.flush()
+        await self._shared.flush()
 
     async def delivery_status(
         self, provider: str, provider_message_id: str, mobile: str
@@ -466,41 +389,7 @@ class Router:
     def explain(self, message: Message) -> Explanation:
         """The ranking the router would use for ``message``, with reasons; sends nothing."""
         prepared = self._prepare(message, require_route=False)
-        job = RouteJob("explain", prepared.scene, prepared.renders, 0.0, 0.0)
-        rankings: dict[str, Ranking] = {}
-        for group in route_groups(prepared.recipients.trackers, self.runtimes):
-            label = "mainland" if group[0].mobile.is_mainland else "international"
-            rankings.setdefault(label, self.health.rank(job, group))
-        unrenderable = {
-            name: "no rendering for this message (template-only provider, unapproved "
-            "template, or missing template options)"
-            for name in self.providers
-            if name not in prepared.renders
-        }
-        unknowns = {name: self._unknown_fate(name) for name in self.providers}
-        invalid = {r.mobile: r.error or "invalid" for r in prepared.recipients.invalid}
-        return Explanation(prepared.scene, rankings, unrenderable, unknowns, invalid)
-
-    def _unknown_fate(self, name: str) -> str:
-        """What becomes of a recipient whose attempt at ``name`` ends unknown (timeout after
-        the request was written, 5xx, unreadable answer)."""
-        rt, r = self.runtimes[name], self.settings.resilience
-        if rt.replay is not None and r.replay_unknown:
-            how = "resent under the same request id, which the provider refuses if it took it"
-        elif rt.query is not None and r.reconcile_window_s > 0:
-            how = (
-                f"settled by asking the provider's send records for up to "
-                f"{r.reconcile_window_s:g} s"
-            )
-        elif rt.puller is not None and r.reconcile_window_s > 0:
-            how = f"settled by pulling receipts for up to {r.reconcile_window_s:g} s"
-        elif rt.puller is not None:
-            how = "stays unknown unless a receipt arrives (reconcile_window_s = 0)"
-        else:
-            how = "stays unknown: the provider offers no way to query a send"
-        if self.settings.resends_unknown(name):
-            return f"{how}; if still unknown, sent again elsewhere (at_least_once)"
-        return f"{how}; if still unknown, never sent again (at_most_once)"
+        return explain(prepared, self.settings, self.runtimes, self.health)
 
     def set_enabled(self, provider: str, enabled: bool) -> None:
         """Operator switch: a disabled provider is never a candidate."""
