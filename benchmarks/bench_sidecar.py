@@ -66,6 +66,7 @@ balance_poll_s = 0
 [server]
 drain_s = 1
 readiness_grace_s = 0
+{gc}
 
 [state]
 backend = "memory"
@@ -281,6 +282,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None, help="runs (3)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed sends first (2000)")
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    parser.add_argument(
+        "--gc-gen0",
+        type=int,
+        default=None,
+        help="the sidecar's server.gc_gen0_threshold (default: the setting's default; 0: "
+        "Python's own)",
+    )
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--pids", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -292,10 +300,12 @@ def main() -> None:
     if args.load:
         run_load(args)
         return
-    bench(args.sends, args.warmup, runs, args.concurrency, args.smoke)
+    bench(args.sends, args.warmup, runs, args.concurrency, args.smoke, args.gc_gen0)
 
 
-def bench(n: int, warmup: int, runs: int, concurrency: int, smoke: bool) -> None:
+def bench(
+    n: int, warmup: int, runs: int, concurrency: int, smoke: bool, gc_gen0: int | None = None
+) -> None:
     loop = "uvloop" if _has_uvloop() else "asyncio"
     results: list[dict[str, dict[str, Any]]] = []
     rows: list[dict[str, Any]] = []
@@ -319,6 +329,7 @@ def bench(n: int, warmup: int, runs: int, concurrency: int, smoke: bool) -> None
                 password=PASSWORD,
                 signature=SIGNATURE,
                 concurrency=concurrency,
+                gc="" if gc_gen0 is None else f"gc_gen0_threshold = {gc_gen0}",
             ),
             encoding="utf-8",
         )
@@ -395,6 +406,7 @@ def bench(n: int, warmup: int, runs: int, concurrency: int, smoke: bool) -> None
         "sends": n,
         "warmup": warmup,
         "concurrency": concurrency,
+        "gc_gen0_threshold": gc_gen0,
         "loops": loops,
         "tracing_env": TRACING_ENV,
         "cores": os.cpu_count(),
@@ -405,6 +417,7 @@ def bench(n: int, warmup: int, runs: int, concurrency: int, smoke: bool) -> None
         "target": TARGET,
     }
     name = "sidecar-smoke" if smoke else "sidecar" if n == 20_000 else f"sidecar-{n}"
+    name += "" if gc_gen0 is None else f"-gc{gc_gen0}"
     print(f"wrote {write_result(name, payload)}")
 
 

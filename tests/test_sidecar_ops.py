@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -197,3 +199,25 @@ def test_sigterm_fails_readiness_and_drains(sandbox: RunningSandbox, tmp_path: P
         assert proc.wait(15) == 0
     assert results[0].status_code == 200
     assert results[0].json()["recipients"][0]["status"] == "accepted"
+
+
+def test_the_sidecar_tunes_its_own_collector_and_a_library_router_does_not() -> None:
+    """``server.gc_gen0_threshold`` is applied by the sidecar (which owns its process), with
+    start-up objects frozen; a Router embedded in someone else's process leaves the collector
+    as it found it. In a subprocess: the test runner's own collector stays untouched."""
+    code = (
+        "import gc, sys\n"
+        "from router import Router\n"
+        "from router.sidecar.sandbox import Sandbox, sandbox_settings\n"
+        "from router.sidecar.serve import tune_gc\n"
+        "from router.config import ServerSettings\n"
+        "before = gc.get_threshold()\n"
+        "urls = {n: 'http://127.0.0.1:9' for n in ('baofoo', 'v1platform', 'ronglian')}\n"
+        "Router(sandbox_settings(Sandbox(apps={}, urls=urls)))\n"
+        "assert gc.get_threshold() == before and gc.get_freeze_count() == 0, 'library'\n"
+        "tune_gc(0)\n"
+        "assert gc.get_threshold() == before and gc.get_freeze_count() > 0, 'zero'\n"
+        "tune_gc(ServerSettings().gc_gen0_threshold)\n"
+        "assert gc.get_threshold() == (20_000, *before[1:]), gc.get_threshold()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
