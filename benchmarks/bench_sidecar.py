@@ -289,6 +289,13 @@ def main() -> None:
         help="the sidecar's server.gc_gen0_threshold (default: the setting's default; 0: "
         "Python's own)",
     )
+    parser.add_argument(
+        "--proxy-gc-gen0",
+        type=int,
+        default=0,
+        help="the baseline proxy's collector generation-0 threshold (default 0: Python's "
+        "own; 20000 gives it the sidecar's tuning, to see what the tuning alone is worth)",
+    )
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--pids", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -300,11 +307,25 @@ def main() -> None:
     if args.load:
         run_load(args)
         return
-    bench(args.sends, args.warmup, runs, args.concurrency, args.smoke, args.gc_gen0)
+    bench(
+        args.sends,
+        args.warmup,
+        runs,
+        args.concurrency,
+        args.smoke,
+        args.gc_gen0,
+        args.proxy_gc_gen0,
+    )
 
 
 def bench(
-    n: int, warmup: int, runs: int, concurrency: int, smoke: bool, gc_gen0: int | None = None
+    n: int,
+    warmup: int,
+    runs: int,
+    concurrency: int,
+    smoke: bool,
+    gc_gen0: int | None = None,
+    proxy_gc_gen0: int = 0,
 ) -> None:
     loop = "uvloop" if _has_uvloop() else "asyncio"
     results: list[dict[str, dict[str, Any]]] = []
@@ -351,7 +372,7 @@ def bench(
         baseline_args = [sys.executable, "-m", "benchmarks.proxy_baseline", "--port", str(port)]
         baseline_args += ["--upstream", upstream, "--account", ACCOUNT, "--password", PASSWORD]
         baseline_args += ["--signature", SIGNATURE, "--concurrency", str(concurrency)]
-        baseline_args += ["--loop", loop]
+        baseline_args += ["--loop", loop, "--gc-gen0", str(proxy_gc_gen0)]
         baseline = stack.enter_context(
             process(
                 "baseline",
@@ -407,6 +428,7 @@ def bench(
         "warmup": warmup,
         "concurrency": concurrency,
         "gc_gen0_threshold": gc_gen0,
+        "proxy_gc_gen0_threshold": proxy_gc_gen0,
         "loops": loops,
         "tracing_env": TRACING_ENV,
         "cores": os.cpu_count(),
@@ -418,6 +440,7 @@ def bench(
     }
     name = "sidecar-smoke" if smoke else "sidecar" if n == 20_000 else f"sidecar-{n}"
     name += "" if gc_gen0 is None else f"-gc{gc_gen0}"
+    name += f"-proxygc{proxy_gc_gen0}" if proxy_gc_gen0 else ""
     print(f"wrote {write_result(name, payload)}")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -110,6 +111,9 @@ def main() -> None:
     parser.add_argument("--signature", default="")
     parser.add_argument("--concurrency", type=int, default=100, help="upstream connections")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument(
+        "--gc-gen0", type=int, default=0, help="collector generation-0 threshold (0: Python's)"
+    )
     args = parser.parse_args()
     configure_sdk_from_env()
     app = create_app(args.upstream, args.account, args.password, args.signature, args.concurrency)
@@ -125,6 +129,10 @@ def main() -> None:
             timeout_graceful_shutdown=1,
         )
     )
+    if args.gc_gen0:  # the sidecar's tuning (router/sidecar/serve.py tune_gc), when asked
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(args.gc_gen0, *gc.get_threshold()[1:])
     anyio.run(server.serve, backend_options={"use_uvloop": args.loop == "uvloop"})
 
 
