@@ -115,6 +115,7 @@ def cases(router: Router) -> dict[str, Sequence[EventSink] | None]:
         )
 
     one_percent = tracing(TraceIdRatioBased(0.01))
+    drawn = TracingSink(TracerProvider().get_tracer("bench"), sample_ratio=0.01)
     return {
         BASELINE: None,
         "events built, no sinks (telemetry off)": [],
@@ -124,6 +125,11 @@ def cases(router: Router) -> dict[str, Sequence[EventSink] | None]:
         "tracing, SDK sampled 1%": [tracing(TraceIdRatioBased(0.01))],
         "tracing, SDK always on": [tracing(ALWAYS_ON)],
         "metrics + tracing 1%": [metrics(one_percent), one_percent],
+        # The documented embedded set-up: the sink draws, unsampled sends create no span.
+        "tracing, sink draws 1%": [
+            TracingSink(TracerProvider().get_tracer("bench"), sample_ratio=0.01)
+        ],
+        "metrics + tracing, sink draws 1%": [metrics(drawn), drawn],
     }
 
 
