@@ -446,6 +446,25 @@ async def test_the_sidecar_says_not_supported_for_baofoo(sandbox: RunningSandbox
     }
 
 
+async def test_a_message_another_instance_sent_is_not_called_unsent(
+    sandbox: RunningSandbox, v1: Any, tmp_path: Path
+) -> None:
+    """The whole result is per instance: the other sidecar answers 404 without saying or
+    implying that nothing was sent, and its delivery view still knows the recipient."""
+    regs = CollectorRegistry(), CollectorRegistry()
+    async with two_instances(sandbox, regs, tmp_path) as (a, b):
+        message_id, task = await send(a, "13800138000")
+        await a.flush_shared()
+        transport = httpx.ASGITransport(app=create_app(b))
+        async with httpx.AsyncClient(transport=transport, base_url="http://sidecar") as client:
+            answer = await client.get(f"/v1/messages/{message_id}")
+        delivery = await status(b, task, "13800138000")
+    assert answer.status_code == 404
+    assert answer.json()["error"] == "not_found"
+    assert "does not mean it was not sent" in answer.json()["detail"]
+    assert delivery.status == "pending"
+
+
 # -- property: any interleaving of push, pull and duplicates -------------------------------
 
 # Distinct masks (138****000i): every masked receipt fits exactly one recipient.

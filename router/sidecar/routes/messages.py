@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from router.engine import Router
+from router.engine import RECENT_RESULTS, RECENT_TTL_S, Router
 from router.errors import (
     IdempotencyConflictError,
     IdempotencyPendingError,
@@ -33,6 +33,11 @@ _SEND_ERRORS: tuple[tuple[type[RouterError], int, str], ...] = (
     (RouterError, 500, "internal_error"),  # Router.send raises bare RouterError for bugs only
 )
 _tracer = trace.get_tracer("sms-router.sidecar")
+NOT_RECENT = (
+    f"no message with that id in this instance's recent results (the last "
+    f"{RECENT_TTL_S / 3600:g} h, at most {RECENT_RESULTS:,} sends); that does not mean it was not "
+    "sent: another instance may have sent it, or it is older"
+)
 
 
 class ServerSpan:
@@ -116,7 +121,8 @@ class Messages:
         receipts, and the receipts that fit no single recipient."""
         result = self.router.recent_result(request.path_params["message_id"])
         if result is None:
-            return error_response(404, "not_found", "no message with that id in the recent results")
+            # Per instance: not being here is no proof that the message was not sent.
+            return error_response(404, "not_found", NOT_RECENT)
         body = result_json(result)
         unmatched: list[dict[str, Any]] = []
         batches: set[tuple[str, str]] = set()
