@@ -34,9 +34,13 @@ UNMATCHED = "?"  # prefix of the key of a receipt that names no single recipient
 class DeliveryState(enum.StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
-    PENDING = "pending"  # sent by this instance, no receipt yet
-    # No receipt recorded, and this instance has no record of sending the id (another instance
-    # sent it, it was sent too long ago to be remembered, or the id is wrong): not "pending".
+    # No receipt yet, and a record of sending the id to this number (this instance's, or with a
+    # shared store another's; for an attempt whose outcome is unknown: possibly sent, which a
+    # receipt would prove).
+    PENDING = "pending"
+    # No receipt recorded, and no record of sending the id to this number (sent by an instance
+    # not sharing the store, too long ago to be remembered, or not to this number): not
+    # "pending". The reason says which.
     UNKNOWN = "unknown"
     AMBIGUOUS = "ambiguous"  # a masked receipt fits this and another recipient
     NOT_SUPPORTED = "not_supported"  # the provider gives no receipts at all

@@ -76,9 +76,9 @@ MESSAGE_STATUS = {
                                 "receipt (pushed or pulled, counted once); pending: none yet; "
                                 "ambiguous: a masked receipt fits it and another recipient of "
                                 "the batch, or fits it but could not be matched (reason says "
-                                "so); unknown: no receipt recorded and this instance no longer "
-                                "remembers sending it; not_supported: the provider gives no "
-                                "receipts (e.g. Baofoo).",
+                                "so); unknown: no receipt recorded and no record of sending "
+                                "it to this number (the reason says why); not_supported: the "
+                                "provider gives no receipts (e.g. Baofoo).",
                             },
                             "receipts": {
                                 **_RECEIPTS,
