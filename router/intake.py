@@ -160,8 +160,12 @@ class ReceiptIntake:
         """The batch behind ``message_id``: remembered here, else shared by the instance that
         sent it (with a shared store)."""
         sent = self._sent.get(provider, message_id)
-        if sent is not None or self.shared_sent is None:
-            return sent
+        return sent if sent is not None else await self._sent_shared(provider, message_id)
+
+    async def _sent_shared(self, provider: str, message_id: str) -> SentBatch | None:
+        """The batch behind ``message_id`` as the instance that sent it shared it, if any."""
+        if self.shared_sent is None:
+            return None
         value = await self.shared_sent.get(provider, message_id)
         if value is None:
             return None
@@ -181,7 +185,7 @@ class ReceiptIntake:
             batch = (report.provider, report.provider_message_id)
             if "*" not in report.mobile or batch in found or self._sent.get(*batch) is not None:
                 continue
-            sent = await self._sent_anywhere(*batch)
+            sent = await self._sent_shared(*batch)
             if sent is not None:
                 found[batch] = sent
         return found
